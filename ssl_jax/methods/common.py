@@ -1,0 +1,90 @@
+"""Pieces the methods share: the model container, encoder and view specs."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ssl_jax import augment as augment_lib
+from ssl_jax import models
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def resolve_dtype(dtype: Any) -> Any:
+  """'bfloat16' -> jnp.bfloat16; dtypes pass through."""
+  if isinstance(dtype, str):
+    if dtype not in _DTYPES:
+      raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPES)}.")
+    return _DTYPES[dtype]
+  return dtype
+
+
+class SSLModel(nnx.Module):
+  """An encoder with the optional heads a method trains.
+
+  Attribute names are the keys of the params dict: `encoder`, `projector`,
+  `predictor`, plus any `heads` given by name.
+  """
+
+  def __init__(self, encoder: nnx.Module, *, projector: nnx.Module | None = None,
+               predictor: nnx.Module | None = None, **heads: nnx.Module):
+    self.encoder = encoder
+    self.projector = projector
+    self.predictor = predictor
+    for name, head in heads.items():
+      setattr(self, name, head)
+
+  def __call__(self, x: jax.Array, *, train: bool = True) -> tuple[jax.Array, jax.Array]:
+    """Returns (h, z): the representation and its projection."""
+    h = self.encoder(x, train=train)
+    z = self.projector(h, train=train) if self.projector is not None else h
+    return h, z
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Backbone:
+  """Which encoder a method trains, and its precision.
+
+  Attributes:
+    encoder: a name known to `ssl_jax.models.create_encoder`.
+    encoder_kwargs: extra keyword arguments for it (e.g. stem="cifar").
+    dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32.
+  """
+  encoder: str = "resnet18"
+  encoder_kwargs: dict = dataclasses.field(default_factory=dict)
+  dtype: str = "float32"
+
+  def build(self, image_shape: tuple[int, int, int], rngs: nnx.Rngs) -> nnx.Module:
+    kwargs = dict(self.encoder_kwargs)
+    if self.encoder.startswith("vit") and "image_size" not in kwargs:
+      kwargs["image_size"] = image_shape[0]
+    return models.create_encoder(self.encoder, in_channels=image_shape[-1],
+                                 dtype=resolve_dtype(self.dtype), rngs=rngs, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Views:
+  """Which augmentation preset makes the views, with its keyword arguments.
+
+  Attributes:
+    preset: name of a preset in `ssl_jax.augment` ("simclr", "byol",
+      "multi_crop", ...) or a callable `(key, images_uint8) -> views`.
+    kwargs: keyword arguments of the preset (e.g. size=32, blur_p=0.0).
+  """
+  preset: str | Callable = "simclr"
+  kwargs: dict = dataclasses.field(default_factory=dict)
+
+  def fn(self) -> Callable:
+    if callable(self.preset):
+      return functools.partial(self.preset, **self.kwargs)
+    if not hasattr(augment_lib, self.preset):
+      raise ValueError(f"unknown augmentation preset {self.preset!r}.")
+    return functools.partial(getattr(augment_lib, self.preset), **self.kwargs)
+
+  def __call__(self, key: jax.Array, images: jax.Array):
+    return self.fn()(key, images)
