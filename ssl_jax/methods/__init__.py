@@ -1,0 +1,41 @@
+"""Self-supervised methods as small pure definitions over encoder + heads + loss.
+
+Each method is a frozen dataclass implementing `ssl_jax.methods.base.Method`;
+`create(name, **kwargs)` builds one by name (what the `ssl-jax` command
+uses). Adding a method means writing one such class and registering it
+here: the training loop does not change.
+"""
+from __future__ import annotations
+
+from ssl_jax.methods.base import LossOutput, Method, StepContext
+from ssl_jax.methods.byol import BYOL
+from ssl_jax.methods.common import Backbone, SSLModel, Views
+from ssl_jax.methods.dino import DINO
+from ssl_jax.methods.moco import MoCoV2, MoCoV3
+from ssl_jax.methods.redundancy import BarlowTwins, VICReg
+from ssl_jax.methods.simclr import SimCLR
+from ssl_jax.methods.simsiam import SimSiam
+from ssl_jax.methods.supcon import SupCon
+
+REGISTRY: dict[str, type[Method]] = {
+    cls.name: cls for cls in (SimCLR, MoCoV2, MoCoV3, BYOL, SimSiam, BarlowTwins,
+                              VICReg, DINO, SupCon)
+}
+
+
+def register(cls: type[Method]) -> type[Method]:
+  """Class decorator adding a user's method to the registry by its `name`."""
+  REGISTRY[cls.name] = cls
+  return cls
+
+
+def create(name: str, **kwargs) -> Method:
+  """Builds the method called `name` with keyword arguments for its fields."""
+  if name not in REGISTRY:
+    raise ValueError(f"unknown method {name!r}; known methods: {sorted(REGISTRY)}.")
+  return REGISTRY[name](**kwargs)
+
+
+__all__ = ["BYOL", "Backbone", "BarlowTwins", "DINO", "LossOutput", "Method", "MoCoV2",
+           "MoCoV3", "REGISTRY", "SSLModel", "SimCLR", "SimSiam", "StepContext",
+           "SupCon", "VICReg", "Views", "create", "register"]

@@ -15,36 +15,12 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
-from flax import nnx
 
 from ssl_jax import losses, models
-from ssl_jax.methods.base import (LossOutput, Method, StepContext, batch_stats_of,
+from ssl_jax.methods import teacher as teacher_lib
+from ssl_jax.methods.base import (LossOutput, Method, batch_stats_of,
                                   deinterleave_views, interleave_views)
 from ssl_jax.methods.common import Backbone, SSLModel, Views, resolve_dtype
-from ssl_jax.train.ema import cosine_momentum, ema_update
-
-# The teacher shares the online model's structure; only these parts are used.
-TEACHER_PARTS = ("encoder", "projector")
-
-
-def teacher_subset(tree: dict) -> dict:
-  """The encoder and projector part of a params or batch-stats dict."""
-  return {k: tree[k] for k in TEACHER_PARTS if k in tree}
-
-
-def merge_teacher(ctx: StepContext, params: dict, batch_stats: dict,
-                  teacher: dict) -> nnx.Module:
-  """A model whose encoder/projector hold the teacher's arrays.
-
-  The teacher is stored without a predictor; the online predictor fills the
-  slot so the merged model has the graphdef's structure (it is not used).
-  """
-  t_params = dict(params)
-  t_params.update(teacher["params"])
-  t_stats = dict(batch_stats)
-  t_stats.update(teacher["batch_stats"])
-  return ctx.merge(jax.lax.stop_gradient(t_params), t_stats)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,7 +30,7 @@ class BYOL(Method):
   Attributes:
     backbone: the encoder.
     views: augmentation preset (BYOL's asymmetric one by default).
-    projector_hidden, projector_dim: projector (and predictor) MLP sizes.
+    projector_hidden, projector_dim: projector MLP sizes.
     predictor_hidden: hidden size of the predictor.
     base_momentum, final_momentum: the cosine EMA schedule.
   """
@@ -82,14 +58,10 @@ class BYOL(Method):
 
   def init_extra(self, *, model, params, batch_stats, key):
     del model, key
-    # The target starts as an exact copy of the online encoder + projector.
-    copy = lambda t: jax.tree.map(jnp.array, t)
-    return {"teacher": {"params": copy(teacher_subset(params)),
-                        "batch_stats": copy(teacher_subset(batch_stats))}}
+    return {"teacher": teacher_lib.init_teacher(params, batch_stats)}
 
-  def momentum(self, ctx: StepContext) -> jax.Array:
-    return cosine_momentum(ctx.step, base=self.base_momentum,
-                           total_steps=ctx.total_steps, final=self.final_momentum)
+  def momentum(self, ctx):
+    return teacher_lib.momentum_at(ctx, base=self.base_momentum, final=self.final_momentum)
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     v1, v2 = self.views(ctx.key, batch["image"])[:2]
@@ -97,25 +69,20 @@ class BYOL(Method):
     model = ctx.merge(params, batch_stats)
     _, z = model(x, train=True)
     p1, p2 = deinterleave_views(model.predictor(z, train=True), 2)
-    new_stats = batch_stats_of(model)
 
-    teacher = merge_teacher(ctx, params, batch_stats, extra["teacher"])
+    teacher = teacher_lib.merge_teacher(ctx, params, batch_stats, extra["teacher"])
     _, t = teacher(x, train=True)
     t1, t2 = deinterleave_views(jax.lax.stop_gradient(t), 2)
-    teacher_stats = teacher_subset(batch_stats_of(teacher))
 
     loss = 0.5 * (losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1))
-    z1 = deinterleave_views(z, 2)[0]
-    return loss, LossOutput(batch_stats=new_stats, embeddings=z1,
-                            updates={"teacher_batch_stats": teacher_stats})
+    return loss, LossOutput(
+        batch_stats=batch_stats_of(model), embeddings=deinterleave_views(z, 2)[0],
+        updates={"teacher_batch_stats": teacher_lib.teacher_stats(teacher)})
 
   def update_extra(self, ctx, extra, *, params, batch_stats, updates):
-    tau = self.momentum(ctx)
-    teacher = extra["teacher"]
-    return {"teacher": {
-        "params": ema_update(teacher_subset(params), teacher["params"], momentum=tau),
-        "batch_stats": updates["teacher_batch_stats"]}}
+    return {"teacher": teacher_lib.update_teacher(
+        extra["teacher"], params, updates["teacher_batch_stats"],
+        momentum=self.momentum(ctx))}
 
   def extra_metrics(self, ctx, extra):
-    del extra
     return {"momentum": self.momentum(ctx)}
