@@ -3,7 +3,9 @@
 1,797 real 8x8 greyscale images of the digits 0-9 (the UCI "Optical
 Recognition of Handwritten Digits" test set; Alpaydin & Kaynak, 1998),
 shipped inside scikit-learn, so every install has them. Pixel values 0-16
-are scaled to uint8 by round(v * 255 / 16).
+are scaled to uint8 by round(v * 255 / 16). The bundled CSV is read directly
+(the same file `sklearn.datasets.load_digits` reads) to skip sklearn's
+multi-second import; the sklearn loader is the fallback.
 
 There is no official split, so we define one: a stratified split with a
 fixed seed, 360 test images (about 20%, 35-37 per class by largest-remainder
@@ -19,6 +21,8 @@ everywhere.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 
 import numpy as np
 
@@ -61,12 +65,31 @@ def stratified_split(labels: np.ndarray, *, num_test: int, seed: int
   return train, test
 
 
+def _bundled_csv() -> str | None:
+  """Path of scikit-learn's digits.csv.gz, found without importing sklearn."""
+  spec = importlib.util.find_spec("sklearn")
+  for root in (spec.submodule_search_locations or []) if spec else []:
+    path = os.path.join(root, "datasets", "data", "digits.csv.gz")
+    if os.path.isfile(path):
+      return path
+  return None
+
+
 @functools.lru_cache(maxsize=1)
 def _all_digits() -> tuple[np.ndarray, np.ndarray]:
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
-  bunch = datasets.load_digits()
-  images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-  return images, bunch.target.astype(np.int32)
+  # Importing sklearn takes seconds; the data is one small CSV (64 pixel
+  # columns + the label, as `sklearn.datasets.load_digits` reads it), so we
+  # read that file directly and use the sklearn loader only as a fallback.
+  path = _bundled_csv()
+  if path is not None:
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    pixels, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+  else:
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    bunch = datasets.load_digits()
+    pixels, target = bunch.images, bunch.target
+  images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  return images, target.astype(np.int32)
 
 
 def load_digits_dataset(*, split: str = "train") -> ArrayDataset:
