@@ -26,6 +26,8 @@ tfds data set is actually opened.
 >>> next(it)["image"].shape
 (8, 8, 8, 1)
 """
+from __future__ import annotations
+
 from ssl_jax.data.datasets import ArrayDataset
 from ssl_jax.data.datasets import Dataset
 from ssl_jax.data.datasets import LazyImageDataset

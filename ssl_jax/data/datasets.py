@@ -26,7 +26,10 @@ contract the pipeline needs, and the in-memory case needs no tfds at all.
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import dataclasses
+import os
+import threading
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -156,14 +159,33 @@ class LazyImageDataset(abc.ABC):
   resizes them to `image_size` (cover + centre crop, see `resize`), then
   optionally zero-pads to `pad_to`, one vectorised call per distinct input
   size.
+
+  A batch is split into up to `num_threads` chunks that are read and resized
+  in a thread pool: Pillow's decoders and numpy's tensordot release the GIL,
+  so JPEG-heavy data (ImageNet) decodes on several cores. `_read` must
+  therefore be safe to call from several threads (file reads, Pillow, and
+  tfds' array_record source are).
   """
+
+  # Fewer examples per chunk than this are not worth a thread hand-off.
+  MIN_CHUNK = 16
 
   def __init__(self, *, name: str, num_examples: int, num_classes: int,
                image_size: resize_lib.Size, channels: int,
                class_names: Sequence[str] | None = None,
-               pad_to: resize_lib.Size | None = None):
+               pad_to: resize_lib.Size | None = None,
+               num_threads: int | None = None):
     if channels not in (1, 3):
       raise ValueError(f"channels must be 1 or 3, got {channels}.")
+    if num_threads is None:
+      num_threads = min(8, os.cpu_count() or 1)
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) \
+        or num_threads < 1:
+      raise ValueError(f"num_threads must be an int >= 1, got "
+                       f"{num_threads!r}.")
+    self.num_threads = num_threads
+    self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+    self._pool_lock = threading.Lock()
     self.name = name
     self.num_classes = int(num_classes)
     self.class_names = tuple(class_names) if class_names is not None else None
@@ -202,11 +224,27 @@ class LazyImageDataset(abc.ABC):
     if idx.size == 0:
       return (np.zeros((0, *self.image_shape), np.uint8),
               np.zeros((0,), np.int32))
+    num_chunks = min(self.num_threads, idx.size // self.MIN_CHUNK)
+    if num_chunks <= 1:
+      return self._get_chunk(idx)
+    parts = list(self._executor().map(self._get_chunk,
+                                      np.array_split(idx, num_chunks)))
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]))
+
+  def _get_chunk(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     images, labels = self._read(idx)
     out = resize_lib.resize_images(images, self.image_size)
     if self.pad_to is not None:
       out = resize_lib.pad_to_size(out, self.pad_to)
     return out, np.asarray(labels, np.int32)
+
+  def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+    with self._pool_lock:
+      if self._pool is None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.num_threads, thread_name_prefix="ssl_jax-decode")
+      return self._pool
 
   def materialize(self) -> ArrayDataset:
     """Reads everything into an ArrayDataset (only for data that fits)."""

@@ -32,6 +32,7 @@ from ssl_jax.data.errors import DataNotFoundError
 from ssl_jax.data.resize import Size
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+_SPLIT_NAMES = frozenset({"train", "test", "val", "validation"})
 
 
 def _class_dirs(root: str) -> list[str]:
@@ -49,7 +50,8 @@ class ImageFolderDataset(LazyImageDataset):
   """Class-per-folder images, decoded with Pillow on access."""
 
   def __init__(self, root: str | os.PathLike, *, split: str = "train",
-               image_size: Size | None = None, pad_to: Size | None = None):
+               image_size: Size | None = None, pad_to: Size | None = None,
+               num_threads: int | None = None):
     root = os.path.expanduser(os.fspath(root))
     hints = ["arrange images as <root>/<class name>/<image>.png|jpg and pass "
              "'folder:<root>'", "or <root>/<split>/<class name>/<image> for "
@@ -61,6 +63,13 @@ class ImageFolderDataset(LazyImageDataset):
     if os.path.isdir(split_root) and _class_dirs(split_root):
       root = split_root
     classes = _class_dirs(root)
+    split_like = sorted(set(classes) & _SPLIT_NAMES)
+    if split_like and root != split_root:
+      # root/train, root/test exist but not root/<split>: do not read the
+      # split folders as classes.
+      raise DataNotFoundError(
+          f"folder:{root}", split=split, searched=[split_root], hints=hints,
+          detail=f"{root} is split into {split_like}, but has no {split!r}.")
     files, labels = [], []
     for label, c in enumerate(classes):
       for dirpath, _, names in sorted(os.walk(os.path.join(root, c))):
@@ -80,7 +89,8 @@ class ImageFolderDataset(LazyImageDataset):
     self.labels = np.asarray(labels, np.int32)
     super().__init__(name=f"folder:{root}", num_examples=len(files),
                      num_classes=len(classes), image_size=image_size,
-                     channels=3, class_names=classes, pad_to=pad_to)
+                     channels=3, class_names=classes, pad_to=pad_to,
+                     num_threads=num_threads)
 
   def _read(self, indices: np.ndarray):
     return [_open_rgb(self.files[i]) for i in indices], self.labels[indices]

@@ -96,12 +96,11 @@ def find_prepared(name: str, *, split: str, data_dir=None
   for root in roots:
     ds_dir = os.path.join(root, base, *([config] if config else []))
     searched.append(ds_dir)
-    pattern = os.path.join(ds_dir, version or "*", "dataset_info.json")
-    if not config:  # A default config adds one folder level.
-      pattern_cfg = os.path.join(ds_dir, "*", version or "*",
-                                 "dataset_info.json")
-    infos = sorted(glob.glob(pattern)) + (
-        [] if config else sorted(glob.glob(pattern_cfg)))
+    # <ds_dir>/<version>/, or <ds_dir>/<default config>/<version>/ when the
+    # name gives no config.
+    levels = [[version or "*"]] + ([] if config else [["*", version or "*"]])
+    infos = sorted(info for parts in levels for info in glob.glob(
+        os.path.join(ds_dir, *parts, "dataset_info.json")))
     if not infos:
       continue
     for info in infos:
@@ -153,7 +152,7 @@ class TfdsDataset(LazyImageDataset):
 
   def __init__(self, source: Any, *, name: str, image_size: Size | None = None,
                pad_to: Size | None = None, image_key: str = "image",
-               label_key: str = "label"):
+               label_key: str = "label", num_threads: int | None = None):
     features = source.dataset_info.features
     if image_key not in features:
       raise ValueError(f"{name} has no feature {image_key!r}; features: "
@@ -175,7 +174,7 @@ class TfdsDataset(LazyImageDataset):
     super().__init__(name=name, num_examples=len(source),
                      num_classes=num_classes, image_size=image_size,
                      channels=channels, class_names=class_names,
-                     pad_to=pad_to)
+                     pad_to=pad_to, num_threads=num_threads)
 
   def _records(self, indices: np.ndarray) -> Sequence[dict]:
     keys = [int(i) for i in indices]

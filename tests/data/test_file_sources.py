@@ -356,6 +356,8 @@ def test_image_folder_splits_and_errors(tmp_path):
   _png_tree(tmp_path / "test", rng, {"a": [(4, 4)], "b": [(4, 4)]})
   assert len(load_dataset(f"folder:{tmp_path}", split="train")) == 4
   assert len(load_dataset(f"folder:{tmp_path}", split="test")) == 2
+  with pytest.raises(DataNotFoundError, match="has no 'validation'"):
+    load_dataset(f"folder:{tmp_path}", split="validation")
   (tmp_path / "empty" / "cls").mkdir(parents=True)
   with pytest.raises(DataNotFoundError, match="No images"):
     load_dataset(f"folder:{tmp_path / 'empty'}")

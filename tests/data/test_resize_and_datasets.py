@@ -166,6 +166,25 @@ class _ListDataset(datasets.LazyImageDataset):
     return [self._images[i] for i in indices], self._labels[indices]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lazy_dataset_threaded_reads_match_serial(seed):
+  rng = np.random.default_rng(seed)
+  sizes = [(9, 7, 1), (4, 4, 1), (12, 5, 1)]
+  ims = [rng.integers(0, 256, sizes[i % 3], dtype=np.uint8)
+         for i in range(100)]
+  labels = rng.integers(0, 2, 100)
+  serial = _ListDataset(ims, labels, image_size=5, num_threads=1)
+  threaded = _ListDataset(ims, labels, image_size=5, num_threads=4)
+  idx = rng.permutation(100)[:70]
+  a, b = serial.get(idx), threaded.get(idx)
+  np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
+  np.testing.assert_array_equal(b[1], labels[idx])
+  assert threaded._pool is not None  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="num_threads"):
+    _ListDataset(ims, labels, image_size=5, num_threads=0)
+
+
 def test_lazy_dataset_resizes_pads_and_materializes():
   rng = np.random.default_rng(1)
   ims = [rng.integers(0, 256, s, dtype=np.uint8)
