@@ -156,9 +156,8 @@ class LazyImageDataset(abc.ABC):
 
   Subclasses implement `_read(indices)`, returning decoded HWC uint8 images
   of any size (with this data set's channel count) and their labels. `get`
-  resizes them to `image_size` (cover + centre crop, see `resize`), then
-  optionally zero-pads to `pad_to`, one vectorised call per distinct input
-  size.
+  resizes them to `image_size` (cover + centre crop, see `resize`; one
+  Pillow call per image), then optionally zero-pads the batch to `pad_to`.
 
   A batch is split into up to `num_threads` chunks that are read and resized
   in a thread pool: Pillow's decoders and numpy's tensordot release the GIL,

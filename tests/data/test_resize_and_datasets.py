@@ -49,14 +49,28 @@ def test_resize_matches_float64_reference(hw, size, seed):
     assert np.abs(out[k].astype(np.float64) - ref).max() <= 0.5 + 1e-3
 
 
-def test_resize_agrees_with_pillow_bilinear():
-  pil = pytest.importorskip("PIL.Image")
-  rng = np.random.default_rng(3)
-  x = rng.integers(0, 256, (1, 30, 45, 3), dtype=np.uint8)
-  out = resize.resize_and_center_crop(x, 20)
-  # Covering size of 30x45 for 20x20 is 20x30; crop columns 5..25.
-  ref = np.asarray(pil.fromarray(x[0]).resize((30, 20), pil.BILINEAR))
-  assert np.abs(out[0].astype(int) - ref[:, 5:25].astype(int)).max() <= 1
+@pytest.mark.parametrize("hw,c,size", [((8, 8), 1, 32), ((37, 53), 3, 16),
+                                       ((20, 12), 3, (6, 9)), ((5, 9), 1, 7)])
+def test_single_image_path_matches_float64_reference(hw, c, size):
+  rng = np.random.default_rng(5)
+  x = rng.integers(0, 256, (*hw, c), dtype=np.uint8)
+  th, tw = resize.as_hw(size)
+  out = resize.resize_image(x, size)
+  assert out.shape == (th, tw, c) and out.dtype == np.uint8
+  # Pillow's weights are fixed point: within one grey level.
+  ref = _reference_resize_crop(x, th, tw)
+  assert np.abs(out.astype(np.float64) - ref).max() <= 1.0 + 1e-6
+
+
+def test_resize_taps_equal_dense_weights():
+  for n_in, n_out, offset, count in [(8, 32, 0, 32), (500, 298, 37, 224),
+                                     (28, 32, 2, 28), (7, 7, 0, 7)]:
+    idx, wk = resize.resize_taps(n_in, n_out, offset=offset, count=count)
+    dense = np.zeros((count, n_in))
+    np.add.at(dense, (np.arange(count)[:, None], idx), wk)
+    np.testing.assert_allclose(
+        dense, resize.linear_resize_weights(n_in, n_out)[offset:offset + count],
+        atol=1e-7)
 
 
 def test_resize_weights_rows_sum_to_one_and_identity():
@@ -77,9 +91,10 @@ def test_resize_images_mixed_sizes_keeps_order():
   ims = [rng.integers(0, 256, s, dtype=np.uint8)
          for s in [(10, 12, 3), (6, 6, 3), (10, 12, 3), (20, 8, 3)]]
   out = resize.resize_images(ims, 6)
+  assert out.shape == (4, 6, 6, 3)
   for k, im in enumerate(ims):
-    np.testing.assert_array_equal(out[k],
-                                  resize.resize_and_center_crop(im[None], 6)[0])
+    np.testing.assert_array_equal(out[k], resize.resize_image(im, 6))
+  np.testing.assert_array_equal(out[1], ims[1])  # already 6x6: untouched
 
 
 def test_pad_to_size_centres_and_keeps_pixels():
@@ -193,11 +208,22 @@ def test_lazy_dataset_resizes_pads_and_materializes():
   assert ds.image_shape == (8, 8, 3) and len(ds) == 3
   images, labels = ds.get([2, 1])
   assert images.shape == (2, 8, 8, 3) and labels.tolist() == [1, 1]
-  np.testing.assert_array_equal(
-      images[0, 1:7, 1:7], resize.resize_and_center_crop(ims[2][None], 6)[0])
+  np.testing.assert_array_equal(images[0, 1:7, 1:7],
+                                resize.resize_image(ims[2], 6))
   assert images[:, 0].max() == 0 and images[:, 7].max() == 0
   assert ds.get([])[0].shape == (0, 8, 8, 3)
   full = ds.materialize()
   assert isinstance(full, datasets.ArrayDataset) and len(full) == 3
   with pytest.raises(ValueError, match="pad_to"):
     _ListDataset(ims, [0, 1, 1], image_size=6, pad_to=4)
+
+
+def test_single_image_numpy_fallback_without_pillow(monkeypatch):
+  import sys
+  x = np.random.default_rng(2).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+  with_pillow = resize.resize_image(x, 5)
+  monkeypatch.setitem(sys.modules, "PIL", None)  # `import PIL` now fails
+  without = resize.resize_image(x, 5)
+  np.testing.assert_array_equal(without,
+                                resize.resize_and_center_crop(x[None], 5)[0])
+  assert np.abs(without.astype(int) - with_pillow).max() <= 1
