@@ -122,13 +122,15 @@ def _normal(seed, *shape):
   return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-# Compiled once per shape/block size and reused; temperature stays traced.
+# Compiled once per shape, block size and temperature, and reused. A static
+# temperature >= 1/40 takes the single-pass bounded shift, a smaller or a
+# traced one the row-maximum shift; the parameters below cover both.
 _nt_xent_vg = jax.jit(
     jax.value_and_grad(nt_xent_blockwise, argnums=(0, 1)),
-    static_argnames=("block_size",))
+    static_argnames=("block_size", "temperature"))
 _info_nce_vg = jax.jit(
     jax.value_and_grad(info_nce_blockwise, argnums=(0, 1)),
-    static_argnames=("block_size",))
+    static_argnames=("block_size", "temperature"))
 
 
 def _queue_loss(query, key, negatives, *, temperature, block_size,
@@ -140,9 +142,9 @@ def _queue_loss(query, key, negatives, *, temperature, block_size,
 
 _info_nce_queue_vg = jax.jit(
     jax.value_and_grad(_queue_loss, argnums=(0, 1, 2)),
-    static_argnames=("block_size",))
+    static_argnames=("block_size", "temperature"))
 _supcon_vg = jax.jit(
-    jax.value_and_grad(supcon_blockwise), static_argnames=("block_size",))
+    jax.value_and_grad(supcon_blockwise), static_argnames=("block_size", "temperature"))
 
 # ----------------------------------------------------------------------------
 # Single device: values and gradients against the float64 references.
@@ -157,6 +159,8 @@ _supcon_vg = jax.jit(
         (12, 8, 8, 0.2, 2),     # 2N = 24 is a multiple of the block
         (1, 4, 1024, 0.07, 3),  # a single pair
         (7, 5, 3, 1.0, 4),
+        (6, 4, 4, 0.025, 5),    # logits up to 40: the bounded shift's limit
+        (5, 6, 4, 0.02, 6),     # below it: the row-maximum shift
     ])
 def test_nt_xent_matches_reference(n, d, block_size, temperature, seed):
   z1, z2 = _normal(seed, n, d), _normal(seed + 100, n, d)
@@ -175,6 +179,7 @@ def test_nt_xent_matches_reference(n, d, block_size, temperature, seed):
         (6, 3, 4, 0.2, 1),
         (9, 8, 2, 0.05, 2),
         (16, 5, 16, 0.5, 3),
+        (7, 4, 3, 0.01, 4),
     ])
 def test_info_nce_in_batch_matches_reference(n, d, block_size, temperature,
                                              seed):
@@ -193,6 +198,7 @@ def test_info_nce_in_batch_matches_reference(n, d, block_size, temperature,
         (1, 3, 2, 4, 0.1, 0),
         (5, 4, 11, 2, 0.2, 1),
         (8, 6, 7, 3, 0.07, 2),
+        (4, 5, 9, 2, 0.015, 3),
     ])
 def test_info_nce_queue_matches_reference(n, d, num_negatives, block_size,
                                           temperature, seed):
@@ -229,6 +235,8 @@ def test_info_nce_queue_excludes_other_keys():
         ([1000, -5, 1000, 7, -5, 7, 7, 1000, 3], 6, 4, 0.07, 2),
         ([0, 1, 2, 3, 4], 4, 2, 0.1, 3),         # all unique: loss 0, grad 0
         ([9], 4, 2, 0.1, 4),                     # a single sample
+        ([9], 4, 2, 0.01, 5),
+        ([0, 1, 0, 1, 0, 2], 4, 4, 0.02, 6),
     ])
 def test_supcon_matches_reference(labels, d, block_size, temperature, seed):
   labels = np.asarray(labels, np.int32)
@@ -501,21 +509,33 @@ def test_input_validation(call, error, match):
 
 
 def test_exports_and_signatures():
-  assert blockwise.DEFAULT_BLOCKWISE_THRESHOLD == 8192
-  for fn in (nt_xent_blockwise, info_nce_blockwise, supcon_blockwise):
-    sig = inspect.signature(fn)
-    keyword_only = [p.name for p in sig.parameters.values()
-                    if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    assert keyword_only[-3:] == ["temperature", "block_size", "axis_name"]
-    assert sig.parameters["axis_name"].default is None
+  # The dense losses' signatures plus `block_size`, so that they can dispatch
+  # here by forwarding their arguments.
+  assert isinstance(blockwise.DEFAULT_BLOCKWISE_THRESHOLD, int)
+  expected = {
+      nt_xent_blockwise: (["z1", "z2"], ["temperature", "block_size",
+                                         "axis_name"]),
+      info_nce_blockwise: (["query", "key"], ["negatives", "temperature",
+                                              "block_size", "axis_name"]),
+      supcon_blockwise: (["z", "labels"], ["temperature", "block_size",
+                                           "axis_name"]),
+  }
+  for fn, (positional, keyword_only) in expected.items():
+    params = inspect.signature(fn).parameters.values()
+    assert [p.name for p in params
+            if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
+    assert [p.name for p in params if p.kind is p.KEYWORD_ONLY] == keyword_only
+    defaults = {p.name: p.default for p in params}
+    assert defaults["temperature"] == 0.1 and defaults["axis_name"] is None
 
 
 def test_backward_temp_memory_is_far_below_dense():
   """Compiled temporary memory of forward+backward, from XLA's own analysis.
 
-  At 2N = 8192, D = 128, block 512 the algorithm holds a few [512, 8192]
-  float32 tiles (16 MiB each) and O(2N * D) arrays; the dense [2N, 2N]
-  float32 logits alone are 256 MiB. Compiled, not run: no memory is used.
+  At 2N = 8192, D = 128, block 512 the algorithm needs the [512, 8192]
+  float32 logits tile and its exponentials (16 MiB each) and a few
+  O(2N * D) arrays (4 MiB each); the dense [2N, 2N] float32 logits alone are
+  256 MiB. Compiled, not run: no memory is used.
   """
   n, d, block = 4096, 128, 512
   spec = jax.ShapeDtypeStruct((n, d), jnp.float32)
