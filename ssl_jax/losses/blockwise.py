@@ -24,14 +24,18 @@ Only the log-sum-exp part, `_lse_sum`, is hand-differentiated:
 Memory is `O(rows * D + block * candidates)` instead of
 `O(rows * candidates)`. Compared with the textbook recompute-in-backward
 scheme (forward keeps the log-sum-exps, backward rebuilds every tile) this
-does one similarity product per tile instead of two and moves each tile
-through memory fewer times: on an H100 it cut NT-Xent forward+backward at
-2N = 8,192 from about 1.4x the dense XLA loss's time to parity, and at
-2N = 32,768 it is faster than dense (10.0 vs 11.2 ms in float32, 6.7 ms in
-bfloat16, block 1024). At 2N = 262,144, D = 128, block 1024, forward and
-backward peaked at 2.8 GB of GPU memory (float32; 2.2 GB bfloat16) and took
-0.55 s (0.38 s). Larger blocks are faster (fewer, larger products) and cost
-`block * 2N * 4` bytes per tile: block 2048 took 0.74 ms at 2N = 8,192.
+does three matrix products per tile instead of four and moves each tile
+through memory fewer times. Measured for NT-Xent forward+backward, D = 128,
+block 1024, against a plain dense XLA NT-Xent on the same GPU: the recompute
+scheme took 1.4x the dense time at 2N = 8,192 (on an H200); this one took
+1.0x on an H100 (0.81 ms float32, 0.54 ms bfloat16), and at 2N = 32,768 it
+beat dense (10.0 ms float32, 6.7 ms bfloat16, dense 11.2 ms). At
+2N = 262,144 it peaked at 2.8 GB of GPU memory in float32 (2.2 GB bfloat16)
+and took 0.55 s (0.38 s). Larger blocks are faster (fewer, larger products)
+and cost `block * 2N * 4` bytes per tile: block 2048 took 0.74 ms at
+2N = 8,192, block 4096 8.2 ms at 2N = 32,768. What is left is memory
+traffic: each tile is written and read back several times by separate XLA
+kernels, which only a fused (flash-attention style) kernel would avoid.
 Only first-order reverse mode is defined (a custom VJP has no JVP), which is
 what training needs; reverse-over-reverse also works.
 
@@ -89,9 +93,11 @@ __all__ = [
 
 # Number of similarity rows (2N views for NT-Xent, N queries for InfoNCE, M
 # samples for SupCon) above which the blockwise path is the better choice.
-# A guess, not a measurement: below it the dense [rows, rows] float32 matrix
-# is at most 256 MiB and one fused XLA computation is hard to beat; above it
-# the dense matrix grows quadratically into the GiB range.
+# A guess: below it the dense [rows, rows] float32 matrix is at most 256 MiB;
+# above it the dense matrix grows quadratically into the GiB range. On an
+# H100 (D = 128, block 1024) the blockwise NT-Xent ran as fast as a plain
+# dense XLA one at 2N = 2,048 and 8,192 and faster at 32,768, so the
+# threshold is about memory, not speed.
 DEFAULT_BLOCKWISE_THRESHOLD = 8192
 
 _DEFAULT_BLOCK_SIZE = 1024
@@ -335,7 +341,7 @@ def _lse_sum_fwd(anchors, candidates, extra, self_col, weights, block_size,
     d/d extra_r = scale_r * exp(extra_r - shift_r)
 
   The row scaling is applied to the [block, D] operands and results, not to
-  the [block, K] tile, so the tile is written once and read twice.
+  the [block, K] tile: E is written once and read only by the two products.
   """
   blocks = _split_blocks(_Rows(anchors, self_col, extra, weights), block_size)
   candidate_norm = _candidate_norm(candidates, bounded)
