@@ -55,15 +55,15 @@ class DINO(Method):
   def create_model(self, *, image_shape, rngs):
     encoder = self.backbone.build(image_shape, rngs)
     head = models.DINOHead(
-        encoder.num_features, out_dim=self.out_dim, hidden_features=self.head_hidden,
-        bottleneck_dim=self.bottleneck_dim, norm_last_layer=self.norm_last_layer,
+        encoder.num_features, self.out_dim, hidden_features=self.head_hidden,
+        bottleneck_features=self.bottleneck_dim, norm_last_layer=self.norm_last_layer,
         dtype=resolve_dtype(self.backbone.dtype), rngs=rngs)
     return SSLModel(encoder, projector=head)
 
   def init_extra(self, *, model, params, batch_stats, key):
     del model, key
     return {"teacher": teacher_lib.init_teacher(params, batch_stats),
-            "center": jnp.zeros((1, self.out_dim), jnp.float32)}
+            "center": jnp.zeros((self.out_dim,), jnp.float32)}
 
   def momentum(self, ctx):
     return teacher_lib.momentum_at(ctx, base=self.base_momentum, final=self.final_momentum)
