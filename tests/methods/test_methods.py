@@ -13,8 +13,10 @@ from ssl_jax.train.state import init_train_state
 from ssl_jax.train.step import make_train_step
 
 BACKBONE = methods.Backbone(encoder="small_convnet", encoder_kwargs={"widths": (8, 16)})
-SIMCLR_VIEWS = methods.Views(preset="simclr", kwargs={"size": 16, "blur_p": 0.0})
-BYOL_VIEWS = methods.Views(preset="byol", kwargs={"size": 16})
+# Mild augmentation: a dozen steps on a tiny net must show learning.
+SIMCLR_VIEWS = methods.Views(preset="simclr", kwargs={"size": 16, "blur_p": 0.0,
+                                                      "scale": (0.6, 1.0), "strength": 0.3})
+BYOL_VIEWS = methods.Views(preset="byol", kwargs={"size": 16, "scale": (0.6, 1.0)})
 SMALL = {"projector_hidden": 32, "projector_dim": 16}
 
 
@@ -34,10 +36,10 @@ def tiny(name):
     return methods.SimSiam(backbone=BACKBONE, views=SIMCLR_VIEWS, projector_hidden=32,
                            projector_dim=16, predictor_hidden=8)
   if name == "barlow_twins":
-    return methods.BarlowTwins(backbone=BACKBONE, views=BYOL_VIEWS, expander_hidden=32,
+    return methods.BarlowTwins(backbone=BACKBONE, views=SIMCLR_VIEWS, expander_hidden=32,
                                expander_dim=32)
   if name == "vicreg":
-    return methods.VICReg(backbone=BACKBONE, views=BYOL_VIEWS, expander_hidden=32,
+    return methods.VICReg(backbone=BACKBONE, views=SIMCLR_VIEWS, expander_hidden=32,
                           expander_dim=32)
   if name == "dino":
     return methods.DINO(
