@@ -76,7 +76,7 @@ def make_train_step(method: Method, *, graphdef: nnx.GraphDef,
                                  state.nonfinite_step, state.step))
 
     metrics = {"loss": jnp.asarray(loss, jnp.float32),
-               "grad_norm": optax.global_norm(grads)}
+               "grad_norm": optax.tree.norm(grads)}
     if learning_rate is not None:
       lr = learning_rate(state.step) if callable(learning_rate) else learning_rate
       metrics["learning_rate"] = jnp.asarray(lr, jnp.float32)
