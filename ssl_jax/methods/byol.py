@@ -45,7 +45,7 @@ class BYOL(Method):
 
   def create_model(self, *, image_shape, rngs):
     dtype = resolve_dtype(self.backbone.dtype)
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     projector = models.ProjectionMLP(
         encoder.num_features, hidden_features=self.projector_hidden,
         out_features=self.projector_dim, num_layers=2, use_bn=True, dtype=dtype,

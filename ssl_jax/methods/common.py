@@ -59,10 +59,12 @@ class Backbone:
   encoder_kwargs: dict = dataclasses.field(default_factory=dict)
   dtype: str = "float32"
 
-  def build(self, image_shape: tuple[int, int, int], rngs: nnx.Rngs) -> nnx.Module:
+  def build(self, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> nnx.Module:
+    """The encoder for inputs of `input_shape` (H, W, C): the views' shape."""
     kwargs = dict(self.encoder_kwargs)
-    if self.encoder.startswith("vit") and "image_size" not in kwargs:
-      kwargs["image_size"] = image_shape[0]
+    if (self.encoder.startswith("vit") or self.encoder == "mlp") and not (
+        "image_size" in kwargs or "in_features" in kwargs):
+      kwargs["image_size"] = tuple(input_shape[:2])
     return models.create_encoder(self.encoder, in_channels=image_shape[-1],
                                  dtype=resolve_dtype(self.dtype), rngs=rngs, **kwargs)
 
@@ -85,6 +87,13 @@ class Views:
     if not hasattr(augment_lib, self.preset):
       raise ValueError(f"unknown augmentation preset {self.preset!r}.")
     return functools.partial(getattr(augment_lib, self.preset), **self.kwargs)
+
+  def view_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(H, W, C) of the (global) views made from images of `image_shape`."""
+    size = self.kwargs.get("size") or self.kwargs.get("global_size")
+    if not size:
+      return tuple(image_shape)
+    return (int(size), int(size), image_shape[-1])
 
   def __call__(self, key: jax.Array, images: jax.Array):
     return self.fn()(key, images)

@@ -53,7 +53,7 @@ class DINO(Method):
   final_momentum: float = 1.0
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     head = models.DINOHead(
         encoder.num_features, self.out_dim, hidden_features=self.head_hidden,
         bottleneck_features=self.bottleneck_dim, norm_last_layer=self.norm_last_layer,

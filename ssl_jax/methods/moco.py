@@ -64,7 +64,7 @@ class MoCoV2(Method):
   symmetric: bool = False
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     projector = models.ProjectionMLP(
         encoder.num_features, hidden_features=self.projector_hidden,
         out_features=self.projector_dim, num_layers=2, use_bn=False,
@@ -145,7 +145,7 @@ class MoCoV3(Method):
 
   def create_model(self, *, image_shape, rngs):
     dtype = resolve_dtype(self.backbone.dtype)
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     projector = models.ProjectionMLP(
         encoder.num_features, hidden_features=self.projector_hidden,
         out_features=self.projector_dim, num_layers=3, use_bn=True, last_bn=True,

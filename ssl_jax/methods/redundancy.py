@@ -31,7 +31,7 @@ class _Expander(Method):
   expander_layers: int = 3
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     projector = models.ProjectionMLP(
         encoder.num_features, hidden_features=self.expander_hidden,
         out_features=self.expander_dim, num_layers=self.expander_layers, use_bn=True,

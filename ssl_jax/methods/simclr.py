@@ -41,7 +41,7 @@ class SimCLR(Method):
   temperature: float = 0.1
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     projector = models.ProjectionMLP(
         encoder.num_features, hidden_features=self.projector_hidden,
         out_features=self.projector_dim, num_layers=self.projector_layers,

@@ -46,7 +46,7 @@ class SimSiam(Method):
 
   def create_model(self, *, image_shape, rngs):
     dtype = resolve_dtype(self.backbone.dtype)
-    encoder = self.backbone.build(image_shape, rngs)
+    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
     projector = models.ProjectionMLP(
         encoder.num_features, hidden_features=self.projector_hidden,
         out_features=self.projector_dim, num_layers=3, use_bn=True, last_bn=True,

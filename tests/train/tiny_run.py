@@ -23,7 +23,7 @@ def build(method_name: str):
   from ssl_jax.data import load_dataset
   from ssl_jax.train import optim
 
-  backbone = methods.Backbone(encoder="mlp", encoder_kwargs={"hidden_features": (32,), "num_features": 16})
+  backbone = methods.Backbone(encoder="mlp", encoder_kwargs={"hidden_features": (32, 16)})
   views = methods.Views(preset="simclr", kwargs={"size": 8, "blur_p": 0.0})
   if method_name == "simclr":
     method = methods.SimCLR(backbone=backbone, views=views, projector_hidden=16,
