@@ -65,7 +65,7 @@ class Backbone:
     if (self.encoder.startswith("vit") or self.encoder == "mlp") and not (
         "image_size" in kwargs or "in_features" in kwargs):
       kwargs["image_size"] = tuple(input_shape[:2])
-    return models.create_encoder(self.encoder, in_channels=image_shape[-1],
+    return models.create_encoder(self.encoder, in_channels=input_shape[-1],
                                  dtype=resolve_dtype(self.dtype), rngs=rngs, **kwargs)
 
 
