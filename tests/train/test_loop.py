@@ -1,0 +1,132 @@
+"""The loop: exact resume after SIGKILL/SIGTERM, damaged checkpoints, NaN stop."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.train import checkpoint as ckpt_lib
+from ssl_jax.train import loop
+from ssl_jax.train.metrics import read_metrics
+from tests.train import tiny_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 8
+
+
+def _losses(workdir):
+  return [(r["step"], r["loss"]) for r in read_metrics(workdir)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted run of STEPS steps."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  tiny_run.main([workdir, "--steps", str(STEPS)])
+  losses = _losses(workdir)
+  assert [s for s, _ in losses] == list(range(1, STEPS + 1))
+  return workdir, losses
+
+
+def _spawn(workdir, *extra):
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  return subprocess.Popen(
+      [sys.executable, "-m", "tests.train.tiny_run", workdir, "--steps", str(STEPS),
+       "--slow", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(workdir, step, proc, timeout=240):
+  path = os.path.join(workdir, "checkpoints", str(step))
+  t0 = time.time()
+  while not os.path.isdir(path):
+    if proc.poll() is not None:
+      raise AssertionError(f"run ended before checkpoint {step}: {proc.stderr.read()[-2000:]}")
+    if time.time() - t0 > timeout:
+      proc.kill()
+      raise AssertionError(f"no checkpoint {step} after {timeout}s")
+    time.sleep(0.05)
+
+
+def test_sigkill_then_same_command_reproduces_the_uninterrupted_run(reference, tmp_path):
+  ref_dir, ref_losses = reference
+  workdir = str(tmp_path / "run")
+  proc = _spawn(workdir)
+  _wait_for_checkpoint(workdir, 4, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
+  logged = [s for s, _ in _losses(workdir)]
+  assert logged and max(logged) < STEPS, "the run finished before it was killed"
+  tiny_run.main([workdir, "--steps", str(STEPS)])  # the same command again
+  # Bitwise on CPU: same data order, same keys, same arithmetic.
+  assert _losses(workdir) == ref_losses
+
+
+def test_sigterm_saves_and_exits_cleanly_then_resumes(reference, tmp_path):
+  _, ref_losses = reference
+  workdir = str(tmp_path / "run")
+  proc = _spawn(workdir)
+  _wait_for_checkpoint(workdir, 2, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-2000:]
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result["status"] == "preempted" and result["step"] < STEPS
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), every=1)
+  assert checkpointer.latest_step() == result["step"]  # saved where it stopped
+  checkpointer.close()
+  tiny_run.main([workdir, "--steps", str(STEPS)])
+  assert _losses(workdir) == ref_losses
+
+
+def test_damaged_latest_checkpoint_resumes_from_previous(reference, tmp_path):
+  _, ref_losses = reference
+  workdir = str(tmp_path / "run")
+  tiny_run.main([workdir, "--steps", str(STEPS), "--stop-after", "6",
+                 "--checkpoint-every", "2"])
+  latest = os.path.join(workdir, "checkpoints", "6")
+  damaged = 0
+  for root, _, files in os.walk(latest):
+    for f in files:
+      if "state" in root and not f.startswith("_"):
+        with open(os.path.join(root, f), "r+b") as fh:
+          fh.truncate(1)
+        damaged += 1
+  assert damaged
+  with pytest.warns(RuntimeWarning, match="step 6"):
+    tiny_run.main([workdir, "--steps", str(STEPS)])
+  assert _losses(workdir) == ref_losses
+
+
+def test_resuming_with_another_config_is_refused(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  tiny_run.main([workdir, "--steps", str(STEPS), "--stop-after", "2"])
+  with pytest.raises(ckpt_lib.ConfigMismatchError, match="another config"):
+    tiny_run.main([workdir, "--steps", str(STEPS + 1)])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _NanAfterTwo(tiny_run_method := type(tiny_run.build("simclr")[0])):
+  def loss(self, ctx, params, batch_stats, extra, batch):
+    loss, out = super().loss(ctx, params, batch_stats, extra, batch)
+    return jnp.where(ctx.step >= 2, jnp.nan, loss), out
+
+
+def test_nonfinite_loss_stops_the_run_without_touching_params(tmp_path):
+  method, dataset, tx, schedule = tiny_run.build("simclr")
+  method = _NanAfterTwo(**{f.name: getattr(method, f.name)
+                           for f in dataclasses.fields(method)})
+  with pytest.raises(loop.NonFiniteLossError, match=r"step 3.*Last good checkpoint: step 2"):
+    loop.train(method, dataset, workdir=str(tmp_path), global_batch_size=32,
+               total_steps=6, tx=tx, log_every=1, checkpoint_every=2)
+  records = read_metrics(str(tmp_path))
+  assert [r["step"] for r in records] == [1, 2]
+  assert all(np.isfinite(r["loss"]) for r in records)
