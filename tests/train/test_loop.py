@@ -55,24 +55,30 @@ def _wait_for_checkpoint(workdir, step, proc, timeout=240):
     time.sleep(0.05)
 
 
-def test_sigkill_then_same_command_reproduces_the_uninterrupted_run(reference, tmp_path):
-  ref_dir, ref_losses = reference
-  workdir = str(tmp_path / "run")
-  proc = _spawn(workdir)
-  _wait_for_checkpoint(workdir, 4, proc)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait(timeout=60)
-  assert proc.returncode == -signal.SIGKILL
-  logged = [s for s, _ in _losses(workdir)]
-  assert logged and max(logged) < STEPS, "the run finished before it was killed"
-  tiny_run.main([workdir, "--steps", str(STEPS)])  # the same command again
-  # Bitwise on CPU: same data order, same keys, same arithmetic.
-  assert _losses(workdir) == ref_losses
+def _damage_state_files(step_dir):
+  damaged = 0
+  for root, _, files in os.walk(step_dir):
+    for f in files:
+      if "state" in root and not f.startswith("_"):
+        with open(os.path.join(root, f), "r+b") as fh:
+          fh.truncate(1)
+        damaged += 1
+  return damaged
 
 
-def test_sigterm_saves_and_exits_cleanly_then_resumes(reference, tmp_path):
+def test_sigterm_then_sigkill_then_damage_each_resume_exactly(reference, tmp_path):
+  """One workdir through every interruption; each restart is the same command.
+
+  1. SIGTERM (pre-emption): the run saves where it is and exits with 0.
+  2. The same command resumes; SIGKILL mid-run (no chance to save).
+  3. The same command resumes and finishes: the loss sequence equals the
+     uninterrupted run's, bitwise (CPU).
+  4. The latest checkpoint is damaged; the same command falls back to the
+     previous one with a warning and again reproduces the reference.
+  """
   _, ref_losses = reference
   workdir = str(tmp_path / "run")
+
   proc = _spawn(workdir)
   _wait_for_checkpoint(workdir, 2, proc)
   proc.send_signal(signal.SIGTERM)
@@ -83,34 +89,28 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(reference, tmp_path):
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), every=1)
   assert checkpointer.latest_step() == result["step"]  # saved where it stopped
   checkpointer.close()
+
+  proc = _spawn(workdir)
+  _wait_for_checkpoint(workdir, 6, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
+  logged = [s for s, _ in _losses(workdir)]
+  assert logged and max(logged) < STEPS, "the run finished before it was killed"
+
   tiny_run.main([workdir, "--steps", str(STEPS)])
   assert _losses(workdir) == ref_losses
 
-
-def test_damaged_latest_checkpoint_resumes_from_previous(reference, tmp_path):
-  _, ref_losses = reference
-  workdir = str(tmp_path / "run")
-  tiny_run.main([workdir, "--steps", str(STEPS), "--stop-after", "6",
-                 "--checkpoint-every", "2"])
-  latest = os.path.join(workdir, "checkpoints", "6")
-  damaged = 0
-  for root, _, files in os.walk(latest):
-    for f in files:
-      if "state" in root and not f.startswith("_"):
-        with open(os.path.join(root, f), "r+b") as fh:
-          fh.truncate(1)
-        damaged += 1
-  assert damaged
-  with pytest.warns(RuntimeWarning, match="step 6"):
+  assert _damage_state_files(os.path.join(workdir, "checkpoints", str(STEPS)))
+  with pytest.warns(RuntimeWarning, match=f"step {STEPS}"):
     tiny_run.main([workdir, "--steps", str(STEPS)])
   assert _losses(workdir) == ref_losses
 
 
-def test_resuming_with_another_config_is_refused(reference, tmp_path):
-  workdir = str(tmp_path / "run")
-  tiny_run.main([workdir, "--steps", str(STEPS), "--stop-after", "2"])
+def test_resuming_with_another_config_is_refused(reference):
+  ref_dir, _ = reference
   with pytest.raises(ckpt_lib.ConfigMismatchError, match="another config"):
-    tiny_run.main([workdir, "--steps", str(STEPS + 1)])
+    tiny_run.main([ref_dir, "--steps", str(STEPS + 1)])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
