@@ -18,8 +18,9 @@ from ssl_jax.evaluate.features import encoder_apply_fn
 from ssl_jax.evaluate.features import encoder_features
 from ssl_jax.evaluate.features import extract_features
 from ssl_jax.evaluate.features import raw_pixel_features
-from ssl_jax.evaluate.few_shot import few_shot
-from ssl_jax.evaluate.finetune import finetune
+from ssl_jax.evaluate.prototypes import few_shot
+from ssl_jax.evaluate.prototypes import prototype_predictions
+from ssl_jax.evaluate.fine_tuning import finetune
 from ssl_jax.evaluate.knn import KnnMonitor
 from ssl_jax.evaluate.knn import knn_classify
 from ssl_jax.evaluate.linear import linear_probe
@@ -37,5 +38,6 @@ __all__ = [
     "format_results_table",
     "knn_classify",
     "linear_probe",
+    "prototype_predictions",
     "raw_pixel_features",
 ]

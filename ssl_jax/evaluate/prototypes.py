@@ -39,36 +39,75 @@ def _class_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
   return classes, counts.astype(np.int32), table
 
 
+@jax.jit
+def prototype_predictions(support: jax.Array, queries: jax.Array) -> jax.Array:
+  """Nearest-prototype class of each query, by cosine similarity.
+
+  p_w = normalize(mean_s normalize(support[w, s])); the prediction for
+  query q is argmax_w <normalize(q), p_w> (Snell et al. 2017,
+  arXiv:1703.05175, with cosine similarity instead of squared distance).
+
+  Args:
+    support: [W, S, F], S support features for each of W classes.
+    queries: [..., F] query features.
+
+  Returns:
+    int32 [...] indices into the W classes.
+
+  >>> import numpy as np
+  >>> support = np.array([[[1., 0.]], [[0., 1.]]], np.float32)
+  >>> prototype_predictions(support, np.array([[0.2, 3.], [5., 1.]])).tolist()
+  [1, 0]
+  """
+  prototypes = l2_normalize(jnp.mean(l2_normalize(support), axis=1))
+  sims = jnp.einsum("...f,wf->...w", l2_normalize(queries), prototypes,
+                    precision=jax.lax.Precision.HIGHEST)
+  return jnp.argmax(sims, axis=-1).astype(jnp.int32)
+
+
+def _sample_episode(key: jax.Array, table: jax.Array, counts: jax.Array, *,
+                    ways: int, size: int) -> tuple[jax.Array, jax.Array]:
+  """Draws `ways` classes and `size` distinct examples of each.
+
+  `table` [C, M] lists the example indices of each class (padded), `counts`
+  [C] how many are valid.
+
+  Returns the chosen rows of `table` [W] and the example indices [W, size].
+  """
+  num_classes, max_count = table.shape
+  # One draw for both steps: each jax.random call is a separately compiled
+  # threefry block, and compilation dominates the cost of this function.
+  draws = jax.random.uniform(key, (num_classes + ways * max_count,))
+  if ways < num_classes:
+    # The `ways` largest of C uniforms: a uniform draw without replacement.
+    chosen = jax.lax.top_k(draws[:num_classes], ways)[1]
+  else:
+    chosen = jnp.arange(num_classes)
+  rows, n = table[chosen], counts[chosen]  # [W, M], [W]
+  # Same trick per class: uniforms on the valid slots, -1 on the padding,
+  # so the `size` largest are a uniform sample without replacement.
+  draws = draws[num_classes:].reshape(ways, max_count)
+  draws = jnp.where(jnp.arange(max_count) < n[:, None], draws, -1.0)
+  return chosen, jnp.take_along_axis(rows, jax.lax.top_k(draws, size)[1],
+                                     axis=1)
+
+
 @functools.partial(jax.jit, static_argnames=("ways", "shots", "queries",
                                              "chunk"))
 def _episode_accuracies(keys, features, table, counts, *, ways, shots,
                         queries, chunk):
-  feats = l2_normalize(features)
-  num_classes, max_count = table.shape
+  feats = jnp.asarray(features, jnp.float32)
 
   def episode(key):
-    class_key, sample_key = jax.random.split(key)
-    if ways < num_classes:
-      # The `ways` largest of C uniforms: a uniform draw without replacement.
-      chosen = jax.lax.top_k(jax.random.uniform(class_key, (num_classes,)),
-                             ways)[1]
-    else:
-      chosen = jnp.arange(num_classes)
-    rows, n = table[chosen], counts[chosen]  # [W, M], [W]
-    # Same trick per class: uniforms on the valid slots, -1 on the padding,
-    # so the top shots + queries are a uniform sample without replacement.
-    draws = jax.random.uniform(sample_key, rows.shape)
-    draws = jnp.where(jnp.arange(max_count) < n[:, None], draws, -1.0)
-    picked = jnp.take_along_axis(
-        rows, jax.lax.top_k(draws, shots + queries)[1], axis=1)
-    support = feats[picked[:, :shots]]  # [W, S, F]
-    query = feats[picked[:, shots:]]  # [W, Q, F]
-    prototypes = l2_normalize(jnp.mean(support, axis=1))  # [W, F]
-    sims = jnp.einsum("wqf,vf->wqv", query, prototypes,
-                      precision=jax.lax.Precision.HIGHEST)
-    correct = jnp.argmax(sims, axis=-1) == jnp.arange(ways)[:, None]
+    _, picked = _sample_episode(key, table, counts, ways=ways,
+                                size=shots + queries)
+    predictions = prototype_predictions(feats[picked[:, :shots]],
+                                        feats[picked[:, shots:]])
+    correct = predictions == jnp.arange(ways)[:, None]
     return jnp.mean(correct.astype(jnp.float32))
 
+  # Chunks of `chunk` episodes, vmapped; the key count is a multiple of
+  # `chunk` (see the caller), so lax.map compiles the body only once.
   return jax.lax.map(episode, keys, batch_size=chunk)
 
 
@@ -126,11 +165,13 @@ def few_shot(features: Array, labels: Array, *, shots: int = 5,
         f"Classes {short.tolist()[:10]} have fewer than shots + "
         f"queries_per_class = {need} examples (smallest: {counts.min()}); "
         "lower `shots`/`queries_per_class` or drop those classes.")
-  keys = jax.random.split(jax.random.key(seed), episodes)
+  chunk = min(episodes, 16)
+  padded = -(-episodes // chunk) * chunk
+  keys = jax.random.split(jax.random.key(seed), padded)
   accs = np.asarray(_episode_accuracies(
       keys, jnp.asarray(features, jnp.float32), jnp.asarray(table),
       jnp.asarray(counts), ways=ways, shots=shots, queries=queries,
-      chunk=min(episodes, 16)))
+      chunk=chunk))[:episodes]
   ci95 = (1.96 * float(np.std(accs, ddof=1)) / math.sqrt(episodes)
           if episodes > 1 else float("nan"))
   return {"accuracy": float(np.mean(accs)), "ci95": ci95, "ways": ways,
