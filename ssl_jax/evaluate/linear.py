@@ -155,7 +155,7 @@ def _linear_probe(key, train_x, train_y, test_x, learning_rate, weight_decay,
 
 def linear_probe(train_features: Array, train_labels: Array,
                  test_features: Array, test_labels: Array, *, num_classes: int,
-                 epochs: int = 100, batch_size: int = 256,
+                 epochs: int = 20, batch_size: int = 256,
                  learning_rate: float | None = None,
                  weight_decay: float | None = None, optimizer: str = "sgd",
                  seed: int = 0, standardize: bool = True) -> dict[str, Any]:
@@ -174,11 +174,20 @@ def linear_probe(train_features: Array, train_labels: Array,
       objective CE + weight_decay / 2 * ||w||^2 (the logistic-regression
       protocol of e.g. CLIP; deterministic, no minibatches).
 
-  Defaults (`learning_rate` / `weight_decay` None): sgd 0.1 / 0, adamw 1e-3 /
-  0, lbfgs 1.0 (the step before line search) / 0. They were picked on
-  standardised features, where the loss curvature does not depend on the
-  feature scale; for unstandardised features the learning rate must follow
-  their scale (MoCo uses 30 on raw ResNet features).
+  Defaults: `epochs=20`, `batch_size=256`, and for `learning_rate` /
+  `weight_decay` None: sgd 0.1 / 0, adamw 1e-3 / 0, lbfgs 1.0 (the step
+  tried before line search) / 0. Measured on 60,000 x 512 features
+  (Fashion-MNIST pixels through a fixed random ReLU projection, a stand-in
+  for SSL features), standardised: 85.4% test top-1 in 2.3 s on 2 CPU
+  cores (plus ~1-2 s compilation on the first call), against 85.2% for
+  scikit-learn's LogisticRegression(C=1) run to convergence (~8 min) and
+  85.1% after 100 epochs; on class-balanced 1% / 10% subsets of the same
+  features, 20 epochs land within 1 point of the best of C in {1, 0.1,
+  0.01}. The learning rates assume standardised features, where the loss
+  curvature does not depend on the feature scale; without standardisation
+  the learning rate must follow the scale (MoCo uses 30 on raw ResNet
+  features). Longer training overfits small label subsets: sweep
+  `weight_decay` there (it is a traced value: a sweep compiles once).
 
   Args:
     train_features: [N, F] float; kept on device for the whole loop.
