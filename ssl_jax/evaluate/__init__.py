@@ -5,10 +5,12 @@ and every protocol then runs jitted on device:
 
   knn_classify            weighted kNN (Wu et al. 2018), k=200, T=0.1
   KnnMonitor              kNN top-1 on a small split, for use during pretraining
-  linear_probe            softmax regression on cached features (SGD/AdamW/L-BFGS)
+  linear_probe            softmax regression on cached features (SGD, AdamW,
+                          L-BFGS)
   balanced_subset         class-balanced 1% / 10% label subsets (SimCLR, BYOL)
   finetune                encoder + new linear head, two learning rates
-  few_shot                N-way K-shot nearest-prototype episodes (Snell et al. 2017)
+  few_shot                N-way K-shot nearest-prototype episodes (Snell et
+                          al. 2017)
   evaluate_with_baselines the same protocol on SSL features, raw pixels and a
                           random encoder; `format_results_table` prints it
 """

@@ -14,7 +14,8 @@ import jax
 import numpy as np
 
 
-def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
+def check_positive_int(value: Any, name: str, *,
+                       allow_zero: bool = False) -> int:
   """Returns `value` as an int, raising if it is not a (positive) integer."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
     raise TypeError(f"`{name}` must be an int, got {value!r} of type "
@@ -33,8 +34,9 @@ def check_features(x: Any, name: str) -> jax.Array | np.ndarray:
     raise TypeError(f"`{name}` must be a NumPy or JAX array of shape [N, F], "
                     f"got {type(x).__name__}.")
   if len(shape) != 2:
-    raise ValueError(f"`{name}` must have shape [N, F], got shape {tuple(shape)};"
-                     " flatten the representation (x.reshape(len(x), -1)).")
+    raise ValueError(f"`{name}` must have shape [N, F], got shape "
+                     f"{tuple(shape)}; flatten the representation "
+                     "(x.reshape(len(x), -1)).")
   if shape[0] < 1 or shape[1] < 1:
     raise ValueError(f"`{name}` must have at least one row and one column, "
                      f"got shape {tuple(shape)}.")
@@ -82,7 +84,8 @@ def check_images(x: Any, name: str) -> Any:
   return x
 
 
-def topk_accuracies(ranking: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def topk_accuracies(ranking: np.ndarray,
+                    labels: np.ndarray) -> dict[str, float]:
   """Top-1 and top-5 accuracy (fractions) from a class ranking [N, >=1].
 
   With fewer than 5 ranked classes, top-5 counts a hit anywhere in the

@@ -73,7 +73,7 @@ def extract_features(apply_fn: Callable[..., Array], images: Array, *,
                      batch_size: int = 512,
                      sharding: jax.sharding.Sharding | None = None,
                      variables: Any = None) -> np.ndarray:
-  """Applies `apply_fn` to `images` in fixed-size batches; returns [N, F] float32.
+  """Applies `apply_fn` to `images` in fixed-size batches -> [N, F] float32.
 
   `apply_fn(images_batch) -> features [B, F]` (or `apply_fn(variables,
   images_batch)` when `variables` is given) is wrapped in `jax.jit` and
@@ -112,7 +112,8 @@ def extract_features(apply_fn: Callable[..., Array], images: Array, *,
   _checks.check_images(images, "images")
   batch_size = _checks.check_positive_int(batch_size, "batch_size")
   if not callable(apply_fn):
-    raise TypeError(f"`apply_fn` must be callable, got {type(apply_fn).__name__}.")
+    raise TypeError(f"`apply_fn` must be callable, got "
+                    f"{type(apply_fn).__name__}.")
   n = images.shape[0]
   multiple = _rows_per_shard_multiple(sharding, images.shape[1:])
   if batch_size % multiple:
@@ -208,8 +209,8 @@ def encoder_features(encoder: nnx.Module, images: Array, *,
   ...   def __init__(self, rngs): self.lin = nnx.Linear(12, 4, rngs=rngs)
   ...   def __call__(self, x, *, train): return self.lin(x.reshape(len(x), -1))
   >>> images = np.zeros((5, 2, 2, 3), np.uint8)
-  >>> encoder_features(Flat(nnx.Rngs(0)), images, preprocess=lambda x: x / 255.0,
-  ...                  batch_size=2).shape
+  >>> encoder_features(Flat(nnx.Rngs(0)), images,
+  ...                  preprocess=lambda x: x / 255.0, batch_size=2).shape
   (5, 4)
   """
   if not isinstance(encoder, nnx.Module):
@@ -232,7 +233,7 @@ def _flatten_after(preprocess: Callable[[Array], Array]) -> Callable:
 def raw_pixel_features(images: Array, *,
                        preprocess: Callable[[Array], Array] | None = None,
                        batch_size: int = 1024) -> np.ndarray:
-  """The raw-pixel baseline: each image flattened to a float32 vector [N, H*W*C].
+  """The raw-pixel baseline: images flattened to float32 vectors [N, H*W*C].
 
   Without `preprocess`, integer images are scaled to [0, 1] (x / 255 for
   uint8, x / max-of-dtype in general) and float images are kept as they are;

@@ -42,8 +42,9 @@ def _group_optimizer(name: str, learning_rate: float, weight_decay: float,
                      total_steps: int) -> optax.GradientTransformation:
   schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
   if name == "sgd":
-    return optax.chain(optax.add_decayed_weights(weight_decay, mask=_decay_mask),
-                       optax.sgd(schedule, momentum=0.9, nesterov=True))
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay, mask=_decay_mask),
+        optax.sgd(schedule, momentum=0.9, nesterov=True))
   return optax.adamw(schedule, weight_decay=weight_decay, mask=_decay_mask)
 
 
@@ -183,7 +184,8 @@ def finetune(encoder: nnx.Module, train_images: Array, train_labels: Array,
 
   n = train_images.shape[0]
   batch_size = min(batch_size, n)
-  shards = features_lib._rows_per_shard_multiple(sharding, train_images.shape[1:])
+  shards = features_lib._rows_per_shard_multiple(sharding,
+                                                 train_images.shape[1:])
   if batch_size % shards:
     raise ValueError(f"`batch_size`={batch_size} (clipped to N={n}) must be a "
                      f"multiple of the {shards} shards of `sharding`.")
@@ -194,9 +196,9 @@ def finetune(encoder: nnx.Module, train_images: Array, train_labels: Array,
   # Copies: the step donates its state, which must not free the buffers
   # still held by the caller's `encoder`.
   params, rest = jax.tree.map(jnp.copy, (params, rest))
-  trainable = {"backbone": params,
-               "head": {"w": jnp.zeros((num_features, num_classes), jnp.float32),
-                        "b": jnp.zeros((num_classes,), jnp.float32)}}
+  head = {"w": jnp.zeros((num_features, num_classes), jnp.float32),
+          "b": jnp.zeros((num_classes,), jnp.float32)}
+  trainable = {"backbone": params, "head": head}
   backbone_tx = (optax.set_to_zero() if freeze_backbone else _group_optimizer(
       optimizer, backbone_learning_rate, weight_decay, total_steps))
   tx = optax.multi_transform(
@@ -228,8 +230,9 @@ def finetune(encoder: nnx.Module, train_images: Array, train_labels: Array,
   if sharding is not None:
     replicated = jax.sharding.NamedSharding(sharding.mesh,
                                             jax.sharding.PartitionSpec())
+    batch_axis = sharding.spec[0] if len(sharding.spec) else None
     label_sharding = jax.sharding.NamedSharding(
-        sharding.mesh, jax.sharding.PartitionSpec(sharding.spec[0]))
+        sharding.mesh, jax.sharding.PartitionSpec(batch_axis))
     trainable, rest, opt_state = jax.device_put((trainable, rest, opt_state),
                                                 replicated)
 

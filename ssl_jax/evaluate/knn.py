@@ -34,7 +34,7 @@ Array = Any
 def _knn_ranking(train_features: jax.Array, train_labels: jax.Array,
                  test_features: jax.Array, temperature: jax.Array, *, k: int,
                  num_classes: int, top: int, batch_size: int) -> jax.Array:
-  """Class ranking [N_test, top] by summed exp(cos / T) votes of the k nearest."""
+  """Class ranking [N_test, top] by summed exp(cos / T) neighbour votes."""
   train = l2_normalize(train_features)
   test = l2_normalize(test_features)
   n_test = test.shape[0]
@@ -145,7 +145,9 @@ class KnnMonitor:
     test_images, test_labels: the queries, [M, ...] and [M].
     num_classes, k, temperature: see `knn_classify`.
     batch_size: images per device call during extraction.
-    sharding: optional batch-axis sharding, see `extract_features`.
+    sharding: optional batch-axis sharding, see `extract_features`. Pass
+      the training step's batch sharding when `variables` live on a mesh
+      (replicated): jit refuses to mix them with a batch on one device.
 
   >>> import numpy as np
   >>> images = np.array([[0, 9], [1, 9], [9, 0], [9, 1]], np.uint8)
@@ -182,7 +184,7 @@ class KnnMonitor:
     self.sharding = sharding
 
   def __call__(self, variables: Any) -> float:
-    """Returns the kNN top-1 accuracy (a fraction) of `apply_fn(variables, .)`."""
+    """kNN top-1 accuracy (a fraction) of `apply_fn(variables, .)` features."""
     def feats(images):
       return features_lib.extract_features(
           self.apply_fn, images, batch_size=self.batch_size,

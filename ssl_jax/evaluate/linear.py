@@ -37,7 +37,8 @@ _DEFAULT_WD = {"sgd": 0.0, "adamw": 0.0, "lbfgs": 0.0}
 def _standardizer(x: jax.Array, enabled: bool) -> tuple[jax.Array, jax.Array]:
   """Per-feature mean and std of the training features (0 and 1 if disabled)."""
   if not enabled:
-    return (jnp.zeros(x.shape[1], jnp.float32), jnp.ones(x.shape[1], jnp.float32))
+    return (jnp.zeros(x.shape[1], jnp.float32),
+            jnp.ones(x.shape[1], jnp.float32))
   mean = jnp.mean(x, axis=0)
   std = jnp.std(x, axis=0)
   # A constant feature carries no information; dividing it by 1 keeps it 0.
@@ -148,7 +149,8 @@ def _linear_probe(key, train_x, train_y, test_x, learning_rate, weight_decay,
         optimizer=optimizer, epochs=epochs, batch_size=batch_size)
   # Fold the standardisation into the layer: ((x - m) / s) @ w + b
   # == x @ (w / s[:, None]) + (b - (m / s) @ w).
-  raw = {"w": params["w"] / std[:, None], "b": params["b"] - (mean / std) @ params["w"]}
+  raw = {"w": params["w"] / std[:, None],
+         "b": params["b"] - (mean / std) @ params["w"]}
   top = min(5, num_classes)
   return (raw, losses, _ranking(train_x, raw, 1), _ranking(test_x, raw, top))
 

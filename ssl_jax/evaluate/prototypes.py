@@ -29,7 +29,8 @@ from ssl_jax.losses._common import l2_normalize
 Array = Any
 
 
-def _class_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _class_table(labels: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Classes present, their counts, and a [C, max_count] table of indices."""
   classes, counts = np.unique(labels, return_counts=True)
   table = np.zeros((classes.size, counts.max()), np.int32)

@@ -1,4 +1,4 @@
-"""Shared pieces of the evaluation tests: a tiny encoder, synthetic data, references."""
+"""Shared pieces of the evaluation tests: a tiny encoder and synthetic data."""
 from __future__ import annotations
 
 from flax import nnx
@@ -33,7 +33,7 @@ def preprocess(images):
 
 
 def quadrant_images(n: int, seed: int, size: int = 8):
-  """uint8 [n, size, size, 1] noise with one bright quadrant; label = quadrant."""
+  """uint8 [n, size, size, 1] noise plus one bright quadrant (the label)."""
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, 4, n).astype(np.int32)
   images = rng.integers(0, 60, (n, size, size, 1))

@@ -50,7 +50,8 @@ def test_padding_uses_zero_rows_that_do_not_leak():
 
   images = np.full((5, 1), 8, np.uint8)
   feats = features_lib.extract_features(batch_mean, images, batch_size=4)
-  assert feats[:, 0].tolist() == [8.0] * 4 + [2.0]  # Last batch: one real row, three zeros.
+  # Last batch: one real row and three zero rows.
+  assert feats[:, 0].tolist() == [8.0] * 4 + [2.0]
 
 
 @pytest.mark.parametrize("axis_type", ["auto", "explicit"])
@@ -89,17 +90,20 @@ def test_encoder_features_run_in_eval_mode_and_leave_encoder_unchanged():
   expected = encoder(_helpers.preprocess(images), train=False)
   np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-6)
   after = nnx.state(encoder)
-  jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, after))
+  jax.tree.map(np.testing.assert_array_equal, before,
+               jax.tree.map(np.array, after))
 
 
 def test_encoder_apply_fn_takes_split_states():
   images, _ = _helpers.quadrant_images(6, seed=1)
   encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(1))
   graphdef, params, stats = nnx.split(encoder, nnx.Param, nnx.BatchStat)
-  apply = features_lib.encoder_apply_fn(graphdef, preprocess=_helpers.preprocess)
+  apply = features_lib.encoder_apply_fn(graphdef,
+                                        preprocess=_helpers.preprocess)
   assert apply is features_lib.encoder_apply_fn(graphdef,
                                                 preprocess=_helpers.preprocess)
-  feats = features_lib.extract_features(apply, images, variables=(params, stats))
+  feats = features_lib.extract_features(apply, images,
+                                        variables=(params, stats))
   expected = encoder(_helpers.preprocess(images), train=False)
   np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-6)
 

@@ -56,10 +56,11 @@ def test_learns_the_quadrant_task_and_leaves_the_input_encoder_alone():
   tuned = result["encoder"]
   assert isinstance(tuned, _helpers.TinyEncoder)
   assert trees_differ(arrays(tuned, nnx.Param), arrays(encoder, nnx.Param))
-  assert trees_differ(arrays(tuned, nnx.BatchStat), arrays(encoder, nnx.BatchStat))
+  assert trees_differ(arrays(tuned, nnx.BatchStat),
+                      arrays(encoder, nnx.BatchStat))
   # The returned encoder and head reproduce the reported test accuracy.
-  logits = tuned(_helpers.preprocess(TEST[0]), train=False) @ result["head"]["w"]
-  logits = np.asarray(logits + result["head"]["b"])
+  feats = tuned(_helpers.preprocess(TEST[0]), train=False)
+  logits = np.asarray(feats @ result["head"]["w"] + result["head"]["b"])
   assert result["top1"] == pytest.approx(np.mean(logits.argmax(1) == TEST[1]))
 
 

@@ -11,11 +11,13 @@ from tests.evaluate import _helpers
 
 
 def knn_scores_reference(train, train_y, test, *, num_classes, k, temperature):
-  """float64 NumPy weighted vote (Wu et al. 2018); also returns tie flags.
+  """float64 NumPy weighted vote (Wu et al. 2018).
 
-  A query is flagged when its k-th and (k+1)-th similarities are nearly
-  equal (the neighbour set is ambiguous) or two of its class scores are
-  nearly equal (the ranking is ambiguous).
+  Returns the class scores [N_test, C] and a mask [N_test, min(5, C)] of
+  the rank positions that float32 must reproduce: not when the neighbour set
+  is ambiguous (k-th and (k+1)-th similarities nearly equal), nor when the
+  score at that position nearly ties a neighbouring position, nor when it is
+  so far below the best score that float32 underflows it to zero.
   """
   train = np.asarray(train, np.float64)
   test = np.asarray(test, np.float64)
@@ -29,21 +31,27 @@ def knn_scores_reference(train, train_y, test, *, num_classes, k, temperature):
   rows = np.repeat(np.arange(test.shape[0]), k)
   np.add.at(scores, (rows, train_y[order[:, :k]].ravel()),
             np.exp(top / temperature).ravel())
-  ambiguous = np.zeros(test.shape[0], bool)
+
+  ranked = -np.sort(-scores, axis=1)  # [N_test, C], descending
+  near_tie = np.zeros_like(ranked, bool)
+  gap_small = ranked[:, :-1] - ranked[:, 1:] <= 1e-4 * ranked[:, :-1]
+  near_tie[:, :-1] |= gap_small
+  near_tie[:, 1:] |= gap_small
+  underflow = ranked < 1e-30 * ranked[:, :1]
+  clear = ~(near_tie | underflow)
   if k < train.shape[0]:
     nxt = np.take_along_axis(sims, order[:, k:k + 1], axis=1)[:, 0]
-    ambiguous |= top[:, -1] - nxt < 1e-5
-  sorted_scores = -np.sort(-scores, axis=1)[:, :min(5, num_classes)]
-  gaps = -np.diff(sorted_scores, axis=1)
-  ambiguous |= np.any(gaps < 1e-4 * sorted_scores[:, :1], axis=1)
-  return scores, ambiguous
+    clear &= (top[:, -1] - nxt >= 1e-5)[:, None]
+  return scores, clear[:, :min(5, num_classes)]
 
 
 @pytest.mark.parametrize("seed,n_train,n_test,dim,num_classes,k,temperature,"
                          "batch_size", [
                              (0, 60, 37, 8, 5, 20, 0.1, 16),
                              (1, 45, 20, 3, 7, 100, 0.5, 64),  # k > N_train
-                             (2, 80, 33, 6, 4, 30, 0.02, 8),  # exp(50): overflow
+                             # exp(1 / 0.005) overflows float32: needs the
+                             # shift by the largest similarity.
+                             (2, 80, 33, 6, 4, 30, 0.005, 8),
                          ])
 def test_matches_float64_reference(seed, n_train, n_test, dim, num_classes, k,
                                    temperature, batch_size):
@@ -56,12 +64,12 @@ def test_matches_float64_reference(seed, n_train, n_test, dim, num_classes, k,
   ranking, metrics = knn_lib.knn_classify(
       train, train_y, test, test_y, num_classes=num_classes, k=k,
       temperature=temperature, batch_size=batch_size)
-  scores, ambiguous = knn_scores_reference(train, train_y, test,
-                                           num_classes=num_classes, k=k,
-                                           temperature=temperature)
+  scores, clear = knn_scores_reference(train, train_y, test,
+                                       num_classes=num_classes, k=k,
+                                       temperature=temperature)
   expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-  clear = ~ambiguous
-  assert clear.sum() >= n_test // 2  # The comparison must not be vacuous.
+  # The comparison must not be vacuous.
+  assert clear[:, 0].mean() > 0.8 and clear.mean() > 0.4
   assert ranking.shape == (n_test, min(5, num_classes))
   np.testing.assert_array_equal(ranking[clear], expected[clear])
   hits = ranking == test_y[:, None]
@@ -138,7 +146,8 @@ def test_monitor_matches_knn_on_extracted_features_and_compiles_once():
   images, labels = _helpers.quadrant_images(48, seed=3)
   encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(encoder)
-  apply = features_lib.encoder_apply_fn(graphdef, preprocess=counting_preprocess)
+  apply = features_lib.encoder_apply_fn(graphdef,
+                                        preprocess=counting_preprocess)
   monitor = knn_lib.KnnMonitor(apply, images[:32], labels[:32], images[32:],
                                labels[32:], num_classes=4, k=5, batch_size=16)
   first = monitor(state)
