@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flax import nnx
-import numpy as np
 import pytest
 
 from ssl_jax.evaluate import baselines
@@ -11,16 +10,27 @@ from ssl_jax.evaluate import knn as knn_lib
 from tests.evaluate import _helpers
 
 
+# 64 features, as many as the 8 x 8 pixels: the three representations then
+# share one compilation of each protocol.
+def encoder(seed):
+  return _helpers.TinyEncoder(num_features=64, rngs=nnx.Rngs(seed))
+
+
+def evaluate(train, test, **kwargs):
+  options = dict(num_classes=4, preprocess=_helpers.preprocess, batch_size=32,
+                 knn_options=dict(k=10),
+                 linear_options=dict(epochs=5, batch_size=32))
+  options.update(kwargs)
+  return baselines.evaluate_with_baselines(encoder(0), *train, *test,
+                                           **options)
+
+
 def test_returns_all_three_representations_with_both_protocols():
   train_images, train_y = _helpers.quadrant_images(64, seed=0)
   test_images, test_y = _helpers.quadrant_images(32, seed=1)
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(0))
-  random_encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(1))
-  results = baselines.evaluate_with_baselines(
-      encoder, train_images, train_y, test_images, test_y, num_classes=4,
-      preprocess=_helpers.preprocess, random_encoder=random_encoder,
-      batch_size=32, knn_options=dict(k=10),
-      linear_options=dict(epochs=5, batch_size=32))
+  random_encoder = encoder(1)
+  results = evaluate((train_images, train_y), (test_images, test_y),
+                     random_encoder=random_encoder)
   assert set(results) == {"ssl", "raw_pixels", "random_encoder"}
   for entry in results.values():
     assert set(entry) == {"knn", "linear"}
@@ -59,17 +69,12 @@ def test_returns_all_three_representations_with_both_protocols():
 
 
 def test_protocol_subset_and_missing_random_encoder():
-  images, labels = _helpers.quadrant_images(16, seed=2)
-  results = baselines.evaluate_with_baselines(
-      _helpers.TinyEncoder(rngs=nnx.Rngs(0)), images, labels, images, labels,
-      num_classes=4, preprocess=_helpers.preprocess, protocols=("knn",),
-      batch_size=16, knn_options=dict(k=3))
+  images, labels = _helpers.quadrant_images(32, seed=2)
+  results = evaluate((images, labels), (images, labels), protocols=("knn",))
   assert set(results) == {"ssl", "raw_pixels"}
   assert set(results["ssl"]) == {"knn"}
   with pytest.raises(ValueError, match="protocols"):
-    baselines.evaluate_with_baselines(
-        _helpers.TinyEncoder(rngs=nnx.Rngs(0)), images, labels, images, labels,
-        num_classes=4, preprocess=_helpers.preprocess, protocols=("svm",))
+    evaluate((images, labels), (images, labels), protocols=("svm",))
 
 
 def test_table_marks_missing_cells_and_accepts_flat_rows():

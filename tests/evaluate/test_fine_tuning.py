@@ -4,7 +4,6 @@ from __future__ import annotations
 from flax import nnx
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -16,9 +15,8 @@ TEST = _helpers.quadrant_images(64, seed=1)
 
 
 def noisy_augment(key, images):
-  """Preprocess plus Gaussian pixel noise, one key per image."""
-  keys = jax.random.split(key, images.shape[0])
-  noise = jax.vmap(lambda k: jax.random.normal(k, images.shape[1:]))(keys)
+  """Preprocess plus Gaussian pixel noise (one draw for the whole batch)."""
+  noise = jax.random.normal(key, images.shape)
   return _helpers.preprocess(images) + 0.05 * noise
 
 
@@ -86,20 +84,21 @@ def test_zero_backbone_learning_rate_keeps_params_but_adapts_statistics():
   assert result["epoch_losses"][-1] < result["epoch_losses"][0]
 
 
-def test_sharded_step_matches_single_device():
+def test_sharded_run_matches_single_device_and_reuses_the_step():
   # Global-view SPMD: BatchNorm statistics span the global batch, so eight
   # devices compute the same thing as one.
   mesh = jax.make_mesh((8,), ("data",),
                        axis_types=(jax.sharding.AxisType.Auto,))
-  common = dict(epochs=1, learning_rate=0.05)
-  single = run(_helpers.TinyEncoder(rngs=nnx.Rngs(3)), **common)
-  sharded = run(_helpers.TinyEncoder(rngs=nnx.Rngs(3)),
-                sharding=NamedSharding(mesh, P("data")), **common)
+  # Same configuration as the first test: the cached step is reused.
+  single = run(_helpers.TinyEncoder(rngs=nnx.Rngs(3)), augment=noisy_augment)
+  sharded = run(_helpers.TinyEncoder(rngs=nnx.Rngs(3)), augment=noisy_augment,
+                sharding=NamedSharding(mesh, P("data")))
   np.testing.assert_allclose(sharded["epoch_losses"], single["epoch_losses"],
-                             rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
-                                                       atol=1e-6),
+                             rtol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3,
+                                                       atol=1e-5),
                arrays(sharded["encoder"]), arrays(single["encoder"]))
+  assert sharded["top1"] == single["top1"]
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
