@@ -1,4 +1,4 @@
-"""Input checks and small metric helpers shared by the evaluation protocols.
+"""Input checks and small metric functions shared by the evaluation protocols.
 
 Hand-written because every protocol takes the same kinds of input (feature
 matrices, integer labels, class counts) and must reject bad input with the

@@ -7,17 +7,17 @@ import pytest
 from ssl_jax.evaluate import baselines
 from ssl_jax.evaluate import features as features_lib
 from ssl_jax.evaluate import knn as knn_lib
-from tests.evaluate import _helpers
+from tests.evaluate import _shared
 
 
 # 64 features, as many as the 8 x 8 pixels: the three representations then
 # share one compilation of each protocol.
 def encoder(seed):
-  return _helpers.TinyEncoder(num_features=64, rngs=nnx.Rngs(seed))
+  return _shared.TinyEncoder(num_features=64, rngs=nnx.Rngs(seed))
 
 
 def evaluate(train, test, **kwargs):
-  options = dict(num_classes=4, preprocess=_helpers.preprocess, batch_size=32,
+  options = dict(num_classes=4, preprocess=_shared.preprocess, batch_size=32,
                  knn_options=dict(k=10),
                  linear_options=dict(epochs=5, batch_size=32))
   options.update(kwargs)
@@ -26,8 +26,8 @@ def evaluate(train, test, **kwargs):
 
 
 def test_returns_all_three_representations_with_both_protocols():
-  train_images, train_y = _helpers.quadrant_images(64, seed=0)
-  test_images, test_y = _helpers.quadrant_images(32, seed=1)
+  train_images, train_y = _shared.quadrant_images(64, seed=0)
+  test_images, test_y = _shared.quadrant_images(32, seed=1)
   random_encoder = encoder(1)
   results = evaluate((train_images, train_y), (test_images, test_y),
                      random_encoder=random_encoder)
@@ -40,16 +40,16 @@ def test_returns_all_three_representations_with_both_protocols():
       assert 0 <= protocol["top1"] <= protocol["top5"] <= 1
   # Each entry is the protocol run on that representation's features.
   raw_train = features_lib.raw_pixel_features(train_images,
-                                              preprocess=_helpers.preprocess)
+                                              preprocess=_shared.preprocess)
   raw_test = features_lib.raw_pixel_features(test_images,
-                                             preprocess=_helpers.preprocess)
+                                             preprocess=_shared.preprocess)
   _, expected = knn_lib.knn_classify(raw_train, train_y, raw_test, test_y,
                                      num_classes=4, k=10)
   assert results["raw_pixels"]["knn"] == expected
   random_train = features_lib.encoder_features(
-      random_encoder, train_images, preprocess=_helpers.preprocess)
+      random_encoder, train_images, preprocess=_shared.preprocess)
   random_test = features_lib.encoder_features(
-      random_encoder, test_images, preprocess=_helpers.preprocess)
+      random_encoder, test_images, preprocess=_shared.preprocess)
   _, expected = knn_lib.knn_classify(random_train, train_y, random_test, test_y,
                                      num_classes=4, k=10)
   assert results["random_encoder"]["knn"] == expected
@@ -69,7 +69,7 @@ def test_returns_all_three_representations_with_both_protocols():
 
 
 def test_protocol_subset_and_missing_random_encoder():
-  images, labels = _helpers.quadrant_images(32, seed=2)
+  images, labels = _shared.quadrant_images(32, seed=2)
   results = evaluate((images, labels), (images, labels), protocols=("knn",))
   assert set(results) == {"ssl", "raw_pixels"}
   assert set(results["ssl"]) == {"knn"}

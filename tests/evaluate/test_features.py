@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.evaluate import features as features_lib
-from tests.evaluate import _helpers
+from tests.evaluate import _shared
 
 
 def row_features_reference(images):
@@ -78,16 +78,16 @@ def test_sharded_batch_must_divide_over_devices():
 
 
 def test_encoder_features_run_in_eval_mode_and_leave_encoder_unchanged():
-  images, _ = _helpers.quadrant_images(11, seed=0)
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(0))
+  images, _ = _shared.quadrant_images(11, seed=0)
+  encoder = _shared.TinyEncoder(rngs=nnx.Rngs(0))
   # Non-trivial running statistics, so that train mode would differ.
   encoder.bn.mean[...] = jnp.full((4,), 0.3)
   encoder.bn.var[...] = jnp.full((4,), 2.0)
   before = jax.tree.map(np.array, nnx.state(encoder))
   feats = features_lib.encoder_features(encoder, images,
-                                        preprocess=_helpers.preprocess,
+                                        preprocess=_shared.preprocess,
                                         batch_size=4)
-  expected = encoder(_helpers.preprocess(images), train=False)
+  expected = encoder(_shared.preprocess(images), train=False)
   np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-6)
   after = nnx.state(encoder)
   jax.tree.map(np.testing.assert_array_equal, before,
@@ -95,16 +95,16 @@ def test_encoder_features_run_in_eval_mode_and_leave_encoder_unchanged():
 
 
 def test_encoder_apply_fn_takes_split_states():
-  images, _ = _helpers.quadrant_images(6, seed=1)
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(1))
+  images, _ = _shared.quadrant_images(6, seed=1)
+  encoder = _shared.TinyEncoder(rngs=nnx.Rngs(1))
   graphdef, params, stats = nnx.split(encoder, nnx.Param, nnx.BatchStat)
   apply = features_lib.encoder_apply_fn(graphdef,
-                                        preprocess=_helpers.preprocess)
+                                        preprocess=_shared.preprocess)
   assert apply is features_lib.encoder_apply_fn(graphdef,
-                                                preprocess=_helpers.preprocess)
+                                                preprocess=_shared.preprocess)
   feats = features_lib.extract_features(apply, images,
                                         variables=(params, stats))
-  expected = encoder(_helpers.preprocess(images), train=False)
+  expected = encoder(_shared.preprocess(images), train=False)
   np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-6)
 
 

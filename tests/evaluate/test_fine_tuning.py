@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 
 from ssl_jax.evaluate import fine_tuning
-from tests.evaluate import _helpers
+from tests.evaluate import _shared
 
-TRAIN = _helpers.quadrant_images(128, seed=0)
-TEST = _helpers.quadrant_images(64, seed=1)
+TRAIN = _shared.quadrant_images(128, seed=0)
+TEST = _shared.quadrant_images(64, seed=1)
 
 
 def noisy_augment(key, images):
   """Preprocess plus Gaussian pixel noise (one draw for the whole batch)."""
   noise = jax.random.normal(key, images.shape)
-  return _helpers.preprocess(images) + 0.05 * noise
+  return _shared.preprocess(images) + 0.05 * noise
 
 
 def run(encoder, **kwargs):
-  options = dict(num_classes=4, preprocess=_helpers.preprocess, epochs=4,
+  options = dict(num_classes=4, preprocess=_shared.preprocess, epochs=4,
                  batch_size=32, learning_rate=0.1, eval_batch_size=64)
   options.update(kwargs)
   return fine_tuning.finetune(encoder, *TRAIN, *TEST, **options)
@@ -41,7 +41,7 @@ def trees_differ(a, b):
 
 
 def test_learns_the_quadrant_task_and_leaves_the_input_encoder_alone():
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(0))
+  encoder = _shared.TinyEncoder(rngs=nnx.Rngs(0))
   before = arrays(encoder)
   result = run(encoder, augment=noisy_augment)
   assert result["top1"] > 0.95
@@ -52,18 +52,18 @@ def test_learns_the_quadrant_task_and_leaves_the_input_encoder_alone():
   # The caller's encoder is untouched (and its buffers were not donated).
   assert_trees_equal(arrays(encoder), before)
   tuned = result["encoder"]
-  assert isinstance(tuned, _helpers.TinyEncoder)
+  assert isinstance(tuned, _shared.TinyEncoder)
   assert trees_differ(arrays(tuned, nnx.Param), arrays(encoder, nnx.Param))
   assert trees_differ(arrays(tuned, nnx.BatchStat),
                       arrays(encoder, nnx.BatchStat))
   # The returned encoder and head reproduce the reported test accuracy.
-  feats = tuned(_helpers.preprocess(TEST[0]), train=False)
+  feats = tuned(_shared.preprocess(TEST[0]), train=False)
   logits = np.asarray(feats @ result["head"]["w"] + result["head"]["b"])
   assert result["top1"] == pytest.approx(np.mean(logits.argmax(1) == TEST[1]))
 
 
 def test_freeze_backbone_changes_only_the_head():
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(1))
+  encoder = _shared.TinyEncoder(rngs=nnx.Rngs(1))
   result = run(encoder, freeze_backbone=True, learning_rate=0.5)
   # Neither parameters nor BatchNorm statistics move: eval mode, no gradient.
   assert_trees_equal(arrays(result["encoder"]), arrays(encoder))
@@ -73,7 +73,7 @@ def test_freeze_backbone_changes_only_the_head():
 
 
 def test_zero_backbone_learning_rate_keeps_params_but_adapts_statistics():
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(2))
+  encoder = _shared.TinyEncoder(rngs=nnx.Rngs(2))
   result = run(encoder, backbone_learning_rate=0.0, optimizer="adamw",
                learning_rate=0.02, weight_decay=1e-4)
   tuned = result["encoder"]
@@ -90,8 +90,8 @@ def test_sharded_run_matches_single_device_and_reuses_the_step():
   mesh = jax.make_mesh((8,), ("data",),
                        axis_types=(jax.sharding.AxisType.Auto,))
   # Same configuration as the first test: the cached step is reused.
-  single = run(_helpers.TinyEncoder(rngs=nnx.Rngs(3)), augment=noisy_augment)
-  sharded = run(_helpers.TinyEncoder(rngs=nnx.Rngs(3)), augment=noisy_augment,
+  single = run(_shared.TinyEncoder(rngs=nnx.Rngs(3)), augment=noisy_augment)
+  sharded = run(_shared.TinyEncoder(rngs=nnx.Rngs(3)), augment=noisy_augment,
                 sharding=NamedSharding(mesh, P("data")))
   np.testing.assert_allclose(sharded["epoch_losses"], single["epoch_losses"],
                              rtol=1e-4)
@@ -110,7 +110,7 @@ def test_sharded_run_matches_single_device_and_reuses_the_step():
 ])
 def test_bad_arguments_raise(kwargs, error, match):
   with pytest.raises(error, match=match):
-    run(_helpers.TinyEncoder(rngs=nnx.Rngs(0)), **kwargs)
+    run(_shared.TinyEncoder(rngs=nnx.Rngs(0)), **kwargs)
 
 
 def test_encoder_without_num_features_raises():

@@ -7,7 +7,7 @@ import pytest
 
 from ssl_jax.evaluate import features as features_lib
 from ssl_jax.evaluate import knn as knn_lib
-from tests.evaluate import _helpers
+from tests.evaluate import _shared
 
 
 def knn_scores_reference(train, train_y, test, *, num_classes, k, temperature):
@@ -79,8 +79,8 @@ def test_matches_float64_reference(seed, n_train, n_test, dim, num_classes, k,
 
 
 def test_separable_features_are_classified_perfectly():
-  train, train_y = _helpers.separable_features(30, 6, 16, seed=0)
-  test, test_y = _helpers.separable_features(20, 6, 16, seed=0, noise=0.05)
+  train, train_y = _shared.separable_features(30, 6, 16, seed=0)
+  test, test_y = _shared.separable_features(20, 6, 16, seed=0, noise=0.05)
   ranking, metrics = knn_lib.knn_classify(train, train_y, test, test_y,
                                           num_classes=6, k=200)
   assert metrics["top1"] > 0.99
@@ -97,7 +97,7 @@ def test_random_labels_give_chance_accuracy(seed):
   _, metrics = knn_lib.knn_classify(
       train, rng.integers(0, num_classes, n), test,
       rng.integers(0, num_classes, n), num_classes=num_classes, k=20)
-  low, high = _helpers.chance_bounds(n, num_classes)
+  low, high = _shared.chance_bounds(n, num_classes)
   assert low <= metrics["top1"] <= high
   # Top-5 with 4 classes ranks every class that got a vote.
   assert metrics["top5"] >= metrics["top1"]
@@ -141,10 +141,10 @@ def test_monitor_matches_knn_on_extracted_features_and_compiles_once():
 
   def counting_preprocess(images):
     traces.append(images.shape)
-    return _helpers.preprocess(images)
+    return _shared.preprocess(images)
 
-  images, labels = _helpers.quadrant_images(48, seed=3)
-  encoder = _helpers.TinyEncoder(rngs=nnx.Rngs(0))
+  images, labels = _shared.quadrant_images(48, seed=3)
+  encoder = _shared.TinyEncoder(rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(encoder)
   apply = features_lib.encoder_apply_fn(graphdef,
                                         preprocess=counting_preprocess)
@@ -154,9 +154,9 @@ def test_monitor_matches_knn_on_extracted_features_and_compiles_once():
   second = monitor(state)
 
   train_x = features_lib.encoder_features(encoder, images[:32],
-                                          preprocess=_helpers.preprocess)
+                                          preprocess=_shared.preprocess)
   test_x = features_lib.encoder_features(encoder, images[32:],
-                                         preprocess=_helpers.preprocess)
+                                         preprocess=_shared.preprocess)
   _, expected = knn_lib.knn_classify(train_x, labels[:32], test_x, labels[32:],
                                      num_classes=4, k=5)
   assert first == second == pytest.approx(expected["top1"])

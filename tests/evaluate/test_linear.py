@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from ssl_jax.evaluate import linear as linear_lib
-from tests.evaluate import _helpers
+from tests.evaluate import _shared
 
 # One shape for most tests so that they share compilations.
 N_PER_CLASS, NUM_CLASSES, DIM = 40, 4, 8
@@ -31,8 +31,8 @@ def probe(train, train_y, test, test_y, **kwargs):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw", "lbfgs"])
 def test_separable_features_reach_full_accuracy(optimizer):
-  train, train_y = _helpers.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 0)
-  test, test_y = _helpers.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 0)
+  train, train_y = _shared.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 0)
+  test, test_y = _shared.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 0)
   result = probe(train, train_y, test, test_y, optimizer=optimizer)
   assert result["top1"] > 0.99
   assert result["train_top1"] > 0.99
@@ -49,14 +49,14 @@ def test_random_labels_give_chance_test_accuracy(seed):
   test = rng.normal(size=(n, DIM)).astype(np.float32)
   result = probe(train, rng.integers(0, NUM_CLASSES, n), test,
                  rng.integers(0, NUM_CLASSES, n), seed=seed)
-  low, high = _helpers.chance_bounds(n, NUM_CLASSES)
+  low, high = _shared.chance_bounds(n, NUM_CLASSES)
   assert low <= result["top1"] <= high
 
 
 @pytest.mark.parametrize("standardize", [True, False])
 def test_returned_params_act_on_raw_features(standardize):
   # Features far from zero mean and unit scale, where folding matters.
-  train, train_y = _helpers.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 1,
+  train, train_y = _shared.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 1,
                                                noise=2.0)
   train = train * np.linspace(0.5, 20, DIM, dtype=np.float32) + 7.0
   result = probe(train, train_y, train, train_y, standardize=standardize,
@@ -73,7 +73,7 @@ def test_returned_params_act_on_raw_features(standardize):
 
 def test_lbfgs_reaches_the_logistic_regression_optimum():
   # Overlapping classes: a unique, finite optimum of the unregularised loss.
-  train, train_y = _helpers.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 2,
+  train, train_y = _shared.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 2,
                                                noise=3.0)
   result = probe(train, train_y, train, train_y, optimizer="lbfgs")
   ours = cross_entropy_reference(train, train_y, result["params"]["w"],
@@ -112,7 +112,7 @@ def test_cross_entropy_and_gradient_match_reference(seed, n, dim, num_classes):
 
 
 def test_seed_is_deterministic_and_changes_minibatch_order():
-  train, train_y = _helpers.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 4,
+  train, train_y = _shared.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 4,
                                                noise=2.0)
   a = probe(train, train_y, train, train_y, seed=5)
   b = probe(train, train_y, train, train_y, seed=5)

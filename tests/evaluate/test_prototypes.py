@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.evaluate import prototypes as few_shot_lib
-from tests.evaluate import _helpers
+from tests.evaluate import _shared
 
 
 def prototype_predictions_reference(support, queries):
@@ -64,7 +64,7 @@ FEW_SHOT = dict(shots=5, ways=4, queries_per_class=15, episodes=48)
 
 
 def test_separable_features_give_full_accuracy():
-  feats, labels = _helpers.separable_features(20, 6, 16, seed=0)
+  feats, labels = _shared.separable_features(20, 6, 16, seed=0)
   result = few_shot_lib.few_shot(feats, labels, **FEW_SHOT)
   assert result["accuracy"] == 1.0
   assert result["ci95"] == 0.0
@@ -72,7 +72,7 @@ def test_separable_features_give_full_accuracy():
 
 
 def test_one_shot_separable_features_give_full_accuracy():
-  feats, labels = _helpers.separable_features(4, 3, 8, seed=1)
+  feats, labels = _shared.separable_features(4, 3, 8, seed=1)
   result = few_shot_lib.few_shot(feats, labels, shots=1, queries_per_class=3,
                                  episodes=5)
   assert result["accuracy"] == 1.0 and result["ways"] == 3
