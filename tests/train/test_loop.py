@@ -149,8 +149,9 @@ def test_two_processes_match_one_process(reference, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1",
                SSL_JAX_COORDINATOR=f"127.0.0.1:{port}", SSL_JAX_NUM_PROCESSES="2",
                SSL_JAX_PROCESS_ID=str(pid))
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-        "--xla_force_host_platform_device_count=8", "")
+    flags = env.pop("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+    if flags.strip():
+      env["XLA_FLAGS"] = flags.strip()
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "tests.train.tiny_run", workdir, "--steps", str(STEPS),
          "--local-devices", "4"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
