@@ -24,8 +24,8 @@ class EncoderWithHead(nnx.Module):
 
   >>> import jax.numpy as jnp
   >>> from flax import nnx
-  >>> from ssl_jax.models import SmallConvNet, ProjectionMLP
-  >>> enc = SmallConvNet(in_channels=1, widths=(4, 8), rngs=nnx.Rngs(0))
+  >>> from ssl_jax.models import MLPEncoder, ProjectionMLP
+  >>> enc = MLPEncoder(in_features=64, hidden_features=(8,), rngs=nnx.Rngs(0))
   >>> head = ProjectionMLP(8, hidden_features=8, out_features=3,
   ...                      rngs=nnx.Rngs(1))
   >>> h, z = EncoderWithHead(enc, head)(jnp.ones((2, 8, 8, 1)), train=False)

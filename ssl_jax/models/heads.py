@@ -231,7 +231,7 @@ class DINOHead(nnx.Module):
   norm. With `norm_last_layer=True` (the paper's default) g is fixed to 1,
   so every prototype is a unit vector and z are cosine similarities; with
   False, g [out] is a learned parameter initialised to 1. z is returned in
-  float32 whatever `dtype` (see the comment in `__call__`).
+  float32 when `dtype` is narrower (see the comment in `__call__`).
 
   Args:
     in_features: width of h.
@@ -306,7 +306,9 @@ class DINOHead(nnx.Module):
       if bn is not None:
         x = bn(x, use_running_average=not train)
       x = jax.nn.gelu(x, approximate=False)
-    u = self.linears[-1](x).astype(jnp.float32)
+    # At least float32 (and float64 when the head computes in float64).
+    out_dtype = jnp.promote_types(self.dtype, jnp.float32)
+    u = self.linears[-1](x).astype(out_dtype)
     # F.normalize's convention: divide by max(||u||, 1e-12).
     u = u * jax.lax.rsqrt(jnp.maximum(jnp.sum(u * u, -1, keepdims=True), 1e-24))
     w = self.last_layer_kernel()
@@ -314,7 +316,7 @@ class DINOHead(nnx.Module):
     # that the loss divides by a temperature of 0.04-0.1, which would blow up
     # bf16's 3-digit rounding into errors of ~0.1 in the logits.
     return jnp.dot(u.astype(self.dtype), w.astype(self.dtype),
-                   preferred_element_type=jnp.float32)
+                   preferred_element_type=out_dtype)
 
 
 class LinearClassifier(nnx.Module):

@@ -6,12 +6,13 @@ head starts from the same distribution as the code its paper released
 (torchvision for ResNets, timm/DINO for ViTs and DINO heads, PyTorch's
 `nn.Linear` default for the projection MLPs of SimCLR/BYOL/SimSiam ports),
 and (2) how the values are drawn: as a flat vector whose length is rounded
-up to a power of two, then cut and reshaped. Each distinct draw shape costs
-one XLA compilation of the threefry sampler; on CPU (jax 0.10) that is
-about a second for a 4-D conv-kernel shape and a few tenths for a 1-D one,
-so a small ResNet took 25 s to build. Rounding lets the tensors of a model
-share a handful of compiled samplers (initialisation runs once, so drawing
-up to twice the values costs nothing that matters).
+up to a power of two (at least 2**14), then cut and reshaped. Each distinct
+draw shape costs one XLA compilation of the threefry sampler; on CPU
+(jax 0.10) that is about a second for a 4-D conv-kernel shape and a few
+tenths for a 1-D one, so a small ResNet took 25 s to build. Rounding lets
+the tensors of a model share a handful of compiled samplers (initialisation
+runs once, so drawing up to twice the values, or 16k for a bias, costs
+nothing that matters).
 """
 from __future__ import annotations
 
@@ -38,14 +39,19 @@ def fans(shape: Sequence[int]) -> tuple[int, int]:
   return receptive * shape[-2], receptive * shape[-1]
 
 
+# Smallest draw: every bias, norm scale and small kernel shares one sampler.
+_MIN_DRAW = 1 << 14
+
+
 def _draw(sampler, key: jax.Array, shape: Sequence[int], dtype, *,
           scale: float = 1.0) -> jax.Array:
-  """(scale * sampler(key, (m,), dtype))[:n].reshape(shape), m = 2**ceil(log2 n).
+  """(scale * sampler(key, (m,), dtype))[:n].reshape(shape).
 
-  Scaling before cutting keeps the eager multiply on the rounded shape too.
+  m is n rounded up to a power of two, at least `_MIN_DRAW`. Scaling before
+  cutting keeps the eager multiply on the rounded shape too.
   """
   n = math.prod(shape)
-  m = 1 << max(n - 1, 0).bit_length()
+  m = max(_MIN_DRAW, 1 << max(n - 1, 0).bit_length())
   return (scale * sampler(key, (m,), dtype))[:n].reshape(shape)
 
 

@@ -165,7 +165,8 @@ class ResNet(nnx.Module):
 
   >>> net = ResNet(block=BasicBlock, stage_sizes=(1, 1), in_channels=1,
   ...              width_multiplier=0.125, stem="cifar", rngs=nnx.Rngs(0))
-  >>> net(jnp.ones((2, 8, 8, 1)), train=False).shape
+  >>> forward = nnx.jit(lambda m, x: m(x, train=False))
+  >>> forward(net, jnp.ones((2, 8, 8, 1))).shape
   (2, 16)
   """
 

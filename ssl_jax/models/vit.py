@@ -239,12 +239,11 @@ class ViT(nnx.Module):
 
   >>> import jax.numpy as jnp
   >>> from flax import nnx
-  >>> vit = ViT(in_channels=1, image_size=8, patch_size=4, dim=16, depth=1,
+  >>> vit = ViT(in_channels=1, image_size=8, patch_size=4, dim=8, depth=1,
   ...           num_heads=2, rngs=nnx.Rngs(0))
-  >>> vit(jnp.ones((2, 8, 8, 1))).shape
-  (2, 16)
-  >>> vit.tokens(jnp.ones((2, 8, 8, 1)), keep_indices=jnp.array([[0], [3]])).shape
-  (2, 2, 16)
+  >>> forward = nnx.jit(lambda m, x: m(x, train=False))
+  >>> vit.num_patches, forward(vit, jnp.ones((2, 8, 8, 1))).shape
+  (4, (2, 8))
   """
 
   def __init__(self, *, in_channels: int, image_size: int | tuple[int, int] = 224,
@@ -354,6 +353,19 @@ class ViT(nnx.Module):
 
     Returns:
       [B, 1 + L, D] (or [B, 1 + L_keep, D]); index 0 is the CLS token.
+
+    MAE-style: encode patches 0 and 3 of the first image, 2 and 1 of the
+    second.
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> vit = ViT(in_channels=1, image_size=8, patch_size=4, dim=8, depth=1,
+    ...           num_heads=2, rngs=nnx.Rngs(0))
+    >>> keep = jnp.array([[0, 3], [2, 1]])
+    >>> tokens = nnx.jit(lambda m, x, k: m.tokens(x, keep_indices=k))
+    >>> tokens(vit, jnp.ones((2, 8, 8, 1)), keep).shape
+    (2, 3, 8)
     """
     self._check_inputs(x, keep_indices, mask, train, key)
     x = jnp.asarray(x, self.dtype)
