@@ -37,7 +37,10 @@ from ssl_jax.models.resnet import resnet50
 from ssl_jax.models.resnet import resnet101
 from ssl_jax.models.small import MLPEncoder
 from ssl_jax.models.small import SmallConvNet
+from ssl_jax.models.vit import PatchEmbed
+from ssl_jax.models.vit import TransformerBlock
 from ssl_jax.models.vit import ViT
+from ssl_jax.models.vit import drop_path
 from ssl_jax.models.vit import patchify
 from ssl_jax.models.vit import unpatchify
 from ssl_jax.models.vit import vit_base
@@ -46,9 +49,10 @@ from ssl_jax.models.vit import vit_tiny
 
 __all__ = [
     "BasicBlock", "Bottleneck", "DINOHead", "ENCODERS", "EncoderWithHead",
-    "HEADS", "LinearClassifier", "MLPEncoder", "ProjectionMLP", "ResNet",
-    "SmallConvNet", "ViT", "barlow_twins_projector", "byol_predictor",
-    "byol_projector", "create_encoder", "create_head", "moco_v2_projector",
+    "HEADS", "LinearClassifier", "MLPEncoder", "PatchEmbed", "ProjectionMLP",
+    "ResNet", "SmallConvNet", "TransformerBlock", "ViT",
+    "barlow_twins_projector", "byol_predictor", "byol_projector",
+    "create_encoder", "create_head", "drop_path", "moco_v2_projector",
     "moco_v3_predictor", "moco_v3_projector", "patchify", "resnet101",
     "resnet18", "resnet34", "resnet50", "simclr_projector",
     "simsiam_predictor", "simsiam_projector", "unpatchify", "vicreg_expander",

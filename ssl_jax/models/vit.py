@@ -5,7 +5,8 @@ Written by hand because the SSL methods need more than a classifier: MAE
 (`keep_indices`), SimMIM/BEiT (Xie et al. 2021, arXiv:2111.09886; Bao et al.
 2021, arXiv:2106.08254) replace masked patch embeddings with a learned
 `mask_token`, and DINO (Caron et al. 2021, arXiv:2104.14294) uses stochastic
-depth. Flax ships no ViT in the library and `nnx.MultiHeadAttention` keeps
+depth and feeds 96 px local crops to a network whose position embeddings
+were made for 224 px (they are resized bicubically per call). Flax ships no ViT in the library and `nnx.MultiHeadAttention` keeps
 its own RNG state, which would break the engine's
 `nnx.split(model, nnx.Param, nnx.BatchStat)`; so attention here is a fused
 qkv projection around `jax.nn.dot_product_attention` (float32 softmax;
@@ -220,8 +221,10 @@ class ViT(nnx.Module):
 
   Args:
     in_channels: image channels C of the NHWC input.
-    image_size: int or (H, W); inputs must have this size (the position
-      embedding has one entry per patch).
+    image_size: int or (H, W) for which the position embeddings are
+      learned (one per patch). Inputs of another size (a multiple of the
+      patch size) get the embeddings resized bicubically to their patch grid,
+      as DINO does for its local crops.
     patch_size: side p of the square patches; must divide H and W.
     dim, depth, num_heads: width D, number of blocks, attention heads.
     mlp_ratio: MLP hidden width / D.
@@ -301,19 +304,40 @@ class ViT(nnx.Module):
     """[B, H, W, C] -> [B, L, p * p * C] with this model's patch size."""
     return patchify(images, self.patch_size)
 
-  def unpatchify(self, patches: jax.Array) -> jax.Array:
-    """[B, L, p * p * C] -> [B, H, W, C] on this model's patch grid."""
-    return unpatchify(patches, self.patch_size, self.grid_size)
+  def unpatchify(self, patches: jax.Array,
+                 grid_size: tuple[int, int] | None = None) -> jax.Array:
+    """[B, L, p * p * C] -> [B, H, W, C] on `grid_size` (default: the
+    model's patch grid)."""
+    return unpatchify(patches, self.patch_size, grid_size or self.grid_size)
+
+  def position_embedding(self, grid_size: tuple[int, int]) -> jax.Array:
+    """[1, 1 + gh * gw, D]: CLS position, then the patch grid's positions.
+
+    For a grid other than the one built for, the patch positions are
+    resized bicubically as an image (without antialiasing, like DINO's
+    `interpolate_pos_encoding` with PyTorch's `F.interpolate`); the CLS
+    position is kept.
+    """
+    pos = self.pos_embed[...]
+    if tuple(grid_size) == self.grid_size:
+      return pos
+    d = pos.shape[-1]
+    patch_pos = pos[:, 1:].reshape(1, *self.grid_size, d)
+    patch_pos = jax.image.resize(patch_pos, (1, *grid_size, d),
+                                 method="bicubic", antialias=False)
+    return jnp.concatenate(
+        [pos[:, :1], patch_pos.reshape(1, -1, d).astype(pos.dtype)], axis=1)
 
   def _check_inputs(self, x, keep_indices, mask, train, key) -> None:
     owner = type(self).__name__
     _checks.check_images(x, in_channels=self.in_channels, owner=owner)
-    if tuple(x.shape[1:3]) != self.image_size:
+    h, w = x.shape[1:3]
+    if h % self.patch_size or w % self.patch_size:
       raise ValueError(
-          f"{owner}: `x` has spatial size {tuple(x.shape[1:3])} (shape "
-          f"{x.shape}) but the model was built for image_size="
-          f"{self.image_size}; resize the input or rebuild the model.")
-    b, n = x.shape[0], self.num_patches
+          f"{owner}: `x` has spatial size {(h, w)} (shape {x.shape}), not a "
+          f"multiple of patch_size={self.patch_size}; crop or resize it.")
+    b = x.shape[0]
+    n = (h // self.patch_size) * (w // self.patch_size)
     if keep_indices is not None and mask is not None:
       raise ValueError(f"{owner}: pass either `keep_indices` (MAE) or `mask` "
                        "(SimMIM), not both.")
@@ -342,7 +366,8 @@ class ViT(nnx.Module):
     """The normalised token sequence after the blocks.
 
     Args:
-      x: images [B, H, W, C].
+      x: images [B, H, W, C]; H and W multiples of the patch size, L their
+        number of patches.
       train: enables stochastic depth (the model has no BatchNorm).
       keep_indices: int [B, L_keep] patch indices to encode (MAE): only those
         patches, with their own position embeddings, plus CLS go through the
@@ -369,14 +394,15 @@ class ViT(nnx.Module):
     """
     self._check_inputs(x, keep_indices, mask, train, key)
     x = jnp.asarray(x, self.dtype)
+    grid = (x.shape[1] // self.patch_size, x.shape[2] // self.patch_size)
     t = self.patch_embed(x)
     if mask is not None:
       t = jnp.where(mask[..., None], self.mask_token[...].astype(t.dtype), t)
-    pos = self.pos_embed[...].astype(t.dtype)
-    t = t + pos[:, 1:]
+    pos = self.position_embedding(grid)
+    t = t + pos[:, 1:].astype(t.dtype)
     if keep_indices is not None:
       t = jnp.take_along_axis(t, keep_indices[..., None], axis=1)
-    cls = (self.cls_token[...] + self.pos_embed[:, :1]).astype(t.dtype)
+    cls = (self.cls_token[...] + pos[:, :1]).astype(t.dtype)
     t = jnp.concatenate([jnp.broadcast_to(cls, (t.shape[0], 1, t.shape[2])),
                          t], axis=1)
     for i, block in enumerate(self.blocks):

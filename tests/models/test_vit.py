@@ -27,15 +27,20 @@ def np_patchify(x: np.ndarray, p: int) -> np.ndarray:
   return np.stack(out, axis=1)
 
 
-def np_vit_tokens(vit: ViT, x: np.ndarray, *, keep=None, mask=None):
-  """Float64 ViT from the paper's description (pre-norm blocks)."""
+def np_vit_tokens(vit: ViT, x: np.ndarray, *, keep=None, mask=None,
+                  pos=None):
+  """Float64 ViT from the paper's description (pre-norm blocks).
+
+  `pos` overrides the position embeddings [1, 1 + L, D] (for inputs of
+  another size than the model's).
+  """
   f = lambda v: ref.f64(v[...])  # noqa: E731
   kernel = f(vit.patch_embed.proj.kernel)
   t = np_patchify(x, vit.patch_size) @ kernel.reshape(-1, kernel.shape[-1])
   t = t + f(vit.patch_embed.proj.bias)
   if mask is not None:
     t = np.where(mask[..., None], f(vit.mask_token)[0], t)
-  pos = f(vit.pos_embed)[0]
+  pos = f(vit.pos_embed if pos is None else pos)[0]
   t = t + pos[1:]
   if keep is not None:
     t = np.stack([t[i, keep[i]] for i in range(t.shape[0])])
@@ -157,6 +162,45 @@ def test_mask_replaces_patch_embeddings_with_mask_token(vit_and_images):
                              atol=1e-6)
 
 
+def test_position_embedding_resizes_bicubically_to_other_grids():
+  # Position embeddings sampled from a smooth function of the patch centre;
+  # the resized ones must sample the same function at the new centres
+  # (half-pixel convention), away from the borders where bicubic
+  # interpolation extrapolates.
+  vit = nnx.eval_shape(lambda: ViT(
+      in_channels=1, image_size=(32, 48), patch_size=4, dim=2, depth=1,
+      num_heads=1, rngs=nnx.Rngs(0)))
+  gh, gw = vit.grid_size
+  smooth = lambda r, c: np.stack([np.sin(0.5 * r),  # noqa: E731
+                                  0.3 * c + np.cos(0.4 * c)], axis=-1)
+  r, c = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+  cls_pos = np.array([[7.0, -7.0]])
+  # (set_value: the module is abstract, so `[...] =` has nothing to index.)
+  vit.pos_embed.set_value(jnp.asarray(
+      np.concatenate([cls_pos, smooth(r, c).reshape(-1, 2)])[None], jnp.float32))
+  np.testing.assert_array_equal(vit.position_embedding((gh, gw)),
+                                vit.pos_embed[...])
+  for new in [(12, 20), (5, 7)]:     # up- and down-sampling, non-square
+    got = np.asarray(vit.position_embedding(new))
+    assert got.shape == (1, 1 + new[0] * new[1], 2)
+    np.testing.assert_array_equal(got[0, 0], cls_pos[0])
+    rr, cc = np.meshgrid((np.arange(new[0]) + 0.5) * gh / new[0] - 0.5,
+                         (np.arange(new[1]) + 0.5) * gw / new[1] - 0.5,
+                         indexing="ij")
+    err = np.abs(got[0, 1:].reshape(*new, 2) - smooth(rr, cc))
+    assert err[2:-2, 2:-2].max() < 5e-3
+
+
+def test_other_input_sizes_use_resized_positions(vit_and_images):
+  vit, _ = vit_and_images
+  x = np.random.default_rng(7).normal(size=(3, 12, 16, CHANNELS))  # 3 x 4
+  got = run(vit, jnp.asarray(x, jnp.float32), method="tokens")
+  assert got.shape == (3, 1 + 12, DIM)
+  pos = vit.position_embedding((3, 4))
+  np.testing.assert_allclose(got, np_vit_tokens(vit, x, pos=pos), rtol=1e-4,
+                             atol=1e-4)
+
+
 def test_mean_pool_averages_patch_tokens():
   vit = make_vit(0, pool="mean")
   x = jnp.asarray(np.random.default_rng(0).normal(size=(3, *IMAGE, CHANNELS)),
@@ -194,8 +238,8 @@ def test_drop_path_keeps_the_expectation():
 def test_input_errors_name_the_argument(vit_and_images):
   vit, x = vit_and_images
   xj = jnp.asarray(x, jnp.float32)
-  with pytest.raises(ValueError, match=r"image_size=\(8, 12\)"):
-    vit(jnp.zeros((1, 8, 8, CHANNELS)))
+  with pytest.raises(ValueError, match=r"\(9, 12\).*patch_size=4"):
+    vit(jnp.zeros((1, 9, 12, CHANNELS)))
   with pytest.raises(ValueError, match="in_channels=3"):
     vit(jnp.zeros((1, *IMAGE, 1)))
   with pytest.raises(ValueError, match="not both"):
