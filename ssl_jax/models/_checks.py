@@ -36,4 +36,5 @@ def check_features(x: Any, *, in_features: int, owner: str) -> None:
 
 def check_positive_int(value: Any, *, name: str, owner: str) -> None:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{owner}: `{name}` must be a positive int, got {value!r}.")
+    raise ValueError(
+        f"{owner}: `{name}` must be a positive int, got {value!r}.")

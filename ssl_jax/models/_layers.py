@@ -33,10 +33,10 @@ def batch_norm(num_features: int, *, zero_scale: bool = False,
   `zero_scale` starts gamma at 0 (zero-init residual, Goyal et al. 2017,
   arXiv:1706.02677); `affine=False` drops gamma and beta (SimSiam's output BN).
   """
+  scale_init = nnx.initializers.zeros if zero_scale else nnx.initializers.ones
   return nnx.BatchNorm(
       num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-      use_scale=affine, use_bias=affine,
-      scale_init=nnx.initializers.zeros if zero_scale else nnx.initializers.ones,
+      use_scale=affine, use_bias=affine, scale_init=scale_init,
       dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 

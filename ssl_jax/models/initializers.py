@@ -70,7 +70,7 @@ def he_normal_fan_out() -> Initializer:
 
 
 def torch_linear_kernel() -> Initializer:
-  """PyTorch `nn.Linear`/`nn.Conv2d` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  """PyTorch's `nn.Linear`/`nn.Conv2d` default: U(-b, b), b = 1/sqrt(fan_in).
 
   (`kaiming_uniform_(a=sqrt(5))` reduces to this bound.)
   """

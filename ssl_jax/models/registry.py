@@ -32,8 +32,9 @@ def _mlp_encoder(*, in_channels: int,
         "(H, W); in_features = H * W * in_channels) or `in_features`, got "
         f"image_size={image_size!r}, in_features={in_features!r}.")
   if in_features is None:
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    in_features = math.prod(size) * in_channels
+    if isinstance(image_size, int):
+      image_size = (image_size, image_size)
+    in_features = math.prod(image_size) * in_channels
   return small.MLPEncoder(in_features=in_features, **kwargs)
 
 

@@ -158,7 +158,8 @@ class ResNet(nnx.Module):
   >>> import jax.numpy as jnp
   >>> from flax import nnx
   >>> r50 = nnx.eval_shape(lambda: resnet50(in_channels=3, rngs=nnx.Rngs(0)))
-  >>> r50.num_features, sum(p.size for p in jax.tree.leaves(nnx.state(r50, nnx.Param)))
+  >>> params = nnx.state(r50, nnx.Param)
+  >>> r50.num_features, sum(p.size for p in jax.tree.leaves(params))
   (2048, 23508032)
 
   A tiny two-stage network for a forward pass:

@@ -113,7 +113,8 @@ class MLPEncoder(nnx.Module):
 
   def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
     shape = getattr(x, "shape", None)
-    if shape is None or len(shape) < 2 or math.prod(shape[1:]) != self.in_features:
+    if (shape is None or len(shape) < 2
+        or math.prod(shape[1:]) != self.in_features):
       raise ValueError(
           f"{type(self).__name__}: `x` must be [B, ...] with "
           f"{self.in_features} values per example (in_features), got shape "

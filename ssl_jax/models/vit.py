@@ -6,10 +6,11 @@ Written by hand because the SSL methods need more than a classifier: MAE
 2021, arXiv:2106.08254) replace masked patch embeddings with a learned
 `mask_token`, and DINO (Caron et al. 2021, arXiv:2104.14294) uses stochastic
 depth and feeds 96 px local crops to a network whose position embeddings
-were made for 224 px (they are resized bicubically per call). Flax ships no ViT in the library and `nnx.MultiHeadAttention` keeps
-its own RNG state, which would break the engine's
-`nnx.split(model, nnx.Param, nnx.BatchStat)`; so attention here is a fused
-qkv projection around `jax.nn.dot_product_attention` (float32 softmax;
+were made for 224 px (they are resized bicubically per call). Flax ships no
+ViT in the library, and `nnx.MultiHeadAttention` keeps its own RNG state,
+which would break the engine's `nnx.split(model, nnx.Param, nnx.BatchStat)`;
+so attention here is a fused qkv projection around
+`jax.nn.dot_product_attention` (float32 softmax;
 `attention_implementation="cudnn"` selects the fused GPU kernel).
 
 Layout and names follow timm's `VisionTransformer` (patch_embed.proj,
@@ -249,17 +250,18 @@ class ViT(nnx.Module):
   (4, (2, 8))
   """
 
-  def __init__(self, *, in_channels: int, image_size: int | tuple[int, int] = 224,
-               patch_size: int = 16, dim: int = 768, depth: int = 12,
-               num_heads: int = 12, mlp_ratio: float = 4.0, pool: str = "cls",
+  def __init__(self, *, in_channels: int,
+               image_size: int | tuple[int, int] = 224, patch_size: int = 16,
+               dim: int = 768, depth: int = 12, num_heads: int = 12,
+               mlp_ratio: float = 4.0, pool: str = "cls",
                use_mask_token: bool = False, drop_path_rate: float = 0.0,
                attention_implementation: str | None = None,
                dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32,
                rngs: nnx.Rngs):
     owner = type(self).__name__
-    for name, value in (("in_channels", in_channels), ("patch_size", patch_size),
-                        ("dim", dim), ("depth", depth),
-                        ("num_heads", num_heads)):
+    for name, value in (("in_channels", in_channels),
+                        ("patch_size", patch_size), ("dim", dim),
+                        ("depth", depth), ("num_heads", num_heads)):
       _checks.check_positive_int(value, name=name, owner=owner)
     image_size = _pair(image_size, name="image_size")
     if image_size[0] % patch_size or image_size[1] % patch_size:

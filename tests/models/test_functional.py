@@ -61,11 +61,13 @@ def test_split_merge_under_jit_grad_updates_stats_only_in_train_mode():
   for g in jax.tree.leaves(grads):
     g = np.asarray(g)
     assert np.isfinite(g).all() and np.abs(g).max() > 0
-  changed = jax.tree.map(lambda a, b: bool((np.asarray(a) != np.asarray(b)).any()),
-                         stats, new_stats)
+  changed = jax.tree.map(
+      lambda a, b: bool((np.asarray(a) != np.asarray(b)).any()), stats,
+      new_stats)
   assert all(jax.tree.leaves(changed)), "every running statistic moves"
   # The head's first BN saw y = h W on the global batch of 16.
-  y = np.asarray(h, np.float64) @ np.asarray(params["head"]["linears"][0]["kernel"][...], np.float64)
+  w1 = params["head"]["linears"][0]["kernel"][...]
+  y = np.asarray(h, np.float64) @ np.asarray(w1, np.float64)
   bn = new_stats["head"]["bns"][0]
   np.testing.assert_allclose(bn["mean"][...], 0.1 * y.mean(0), rtol=1e-4,
                              atol=1e-6)

@@ -76,7 +76,10 @@ def test_projection_mlp_matches_numpy(config, seed):
 
 def _layout(head):
   """(has_bias per Linear, BN kind per hidden layer, last BN kind)."""
-  kind = lambda bn: None if bn is None else ("affine" if bn.scale is not None else "plain")  # noqa: E731
+  def kind(bn):
+    if bn is None:
+      return None
+    return "affine" if bn.scale is not None else "plain"
   return ([lin.bias is not None for lin in head.linears],
           [kind(bn) for bn in head.bns], kind(head.last_bn))
 
@@ -103,8 +106,9 @@ def test_preset_layouts(factory, layout):
 
 
 def test_preset_default_widths():
-  shapes = lambda f, *a: [lin.kernel.shape for lin in nnx.eval_shape(  # noqa: E731
-      lambda: f(*a, rngs=nnx.Rngs(0))).linears]
+  def shapes(factory, *args):
+    head = nnx.eval_shape(lambda: factory(*args, rngs=nnx.Rngs(0)))
+    return [lin.kernel.shape for lin in head.linears]
   assert shapes(models.byol_projector, 2048) == [(2048, 4096), (4096, 256)]
   assert shapes(models.byol_predictor) == [(256, 4096), (4096, 256)]
   assert shapes(models.simsiam_predictor) == [(2048, 512), (512, 2048)]

@@ -17,7 +17,8 @@ from tests.models._util import count
 # torchvision's documented parameter counts (1000-class fc).
 TORCHVISION = {"resnet18": 11_689_512, "resnet34": 21_797_672,
                "resnet50": 25_557_032, "resnet101": 44_549_160}
-ARCH = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
+ARCH = {"resnet18": ("basic", (2, 2, 2, 2)),
+        "resnet34": ("basic", (3, 4, 6, 3)),
         "resnet50": ("bottleneck", (3, 4, 6, 3)),
         "resnet101": ("bottleneck", (3, 4, 23, 3))}
 
@@ -178,7 +179,8 @@ def test_small_convnet_is_about_100k():
     (lambda: models.DINOHead(384, norm_last_layer=False, rngs=nnx.Rngs(0)),
      384 * 2048 + 2048 + 2048 * 2048 + 2048 + 2048 * 256 + 256
      + 256 * 65536 + 65536),
-    # SimSiam: three bias-free Linear layers, BN after each, last BN affine-free.
+    # SimSiam: three bias-free Linear layers, BN after each, the last one
+    # affine-free.
     (lambda: models.simsiam_projector(2048, rngs=nnx.Rngs(0)),
      3 * 2048 * 2048 + 2 * 2 * 2048),
     (lambda: models.simsiam_predictor(rngs=nnx.Rngs(0)),

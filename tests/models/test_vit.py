@@ -44,7 +44,8 @@ def np_vit_tokens(vit: ViT, x: np.ndarray, *, keep=None, mask=None,
   t = t + pos[1:]
   if keep is not None:
     t = np.stack([t[i, keep[i]] for i in range(t.shape[0])])
-  cls = np.broadcast_to(f(vit.cls_token)[0] + pos[:1], (t.shape[0], 1, t.shape[2]))
+  cls = np.broadcast_to(f(vit.cls_token)[0] + pos[:1],
+                        (t.shape[0], 1, t.shape[2]))
   t = np.concatenate([cls, t], axis=1)
   for blk in vit.blocks:
     h = ref.layer_norm(t, scale=f(blk.norm1.scale), bias=f(blk.norm1.bias))
@@ -176,8 +177,8 @@ def test_position_embedding_resizes_bicubically_to_other_grids():
   r, c = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
   cls_pos = np.array([[7.0, -7.0]])
   # (set_value: the module is abstract, so `[...] =` has nothing to index.)
-  vit.pos_embed.set_value(jnp.asarray(
-      np.concatenate([cls_pos, smooth(r, c).reshape(-1, 2)])[None], jnp.float32))
+  pos = np.concatenate([cls_pos, smooth(r, c).reshape(-1, 2)])[None]
+  vit.pos_embed.set_value(jnp.asarray(pos, jnp.float32))
   np.testing.assert_array_equal(vit.position_embedding((gh, gw)),
                                 vit.pos_embed[...])
   for new in [(12, 20), (5, 7)]:     # up- and down-sampling, non-square
