@@ -31,12 +31,13 @@ def count(module, variable_type=nnx.Param) -> int:
              for x in jax.tree.leaves(nnx.state(module, variable_type)))
 
 
-def randomise(module, seed: int, *, scale: float = 0.5) -> None:
+def randomise(module, seed: int, *, scale: float = 0.5, dtype=None) -> None:
   """Replaces every parameter with N(0, scale^2) values and every BatchNorm
   running variance/mean with positive/normal values, in place.
 
   Freshly initialised modules have BN at (gamma=1, beta=0, mean=0, var=1),
   where mistakes in the affine part or in eval mode stay invisible.
+  `dtype` (default: each variable's own) sets the new values' dtype.
   """
   import jax.numpy as jnp
   import numpy as np
@@ -44,8 +45,8 @@ def randomise(module, seed: int, *, scale: float = 0.5) -> None:
 
   def draw(path, x):
     if any(getattr(k, "key", None) == "var" for k in path):
-      return jnp.asarray(rng.uniform(0.5, 2.0, x.shape), x.dtype)
-    return jnp.asarray(rng.normal(0.0, scale, x.shape), x.dtype)
+      return jnp.asarray(rng.uniform(0.5, 2.0, x.shape), dtype or x.dtype)
+    return jnp.asarray(rng.normal(0.0, scale, x.shape), dtype or x.dtype)
 
   state = nnx.state(module, nnx.Param, nnx.BatchStat)
   nnx.update(module, *(jax.tree.map_with_path(draw, s) for s in state))
