@@ -1,0 +1,116 @@
+"""Name -> constructor registries for encoders and heads.
+
+Configs name their networks with strings ("resnet50", "byol_projector");
+these two functions turn a name into a module and fail with the list of
+valid names otherwise.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from ssl_jax.models import heads
+from ssl_jax.models import resnet
+from ssl_jax.models import small
+from ssl_jax.models import vit
+
+Dtype = Any
+
+
+def _mlp_encoder(*, in_channels: int,
+                 image_size: int | tuple[int, int] | None = None,
+                 in_features: int | None = None, **kwargs: Any
+                 ) -> small.MLPEncoder:
+  """`MLPEncoder` sized from `image_size` (H*W*C) or from `in_features`."""
+  if (image_size is None) == (in_features is None):
+    raise ValueError(
+        "create_encoder('mlp'): pass exactly one of `image_size` (int or "
+        "(H, W); in_features = H * W * in_channels) or `in_features`, got "
+        f"image_size={image_size!r}, in_features={in_features!r}.")
+  if in_features is None:
+    if isinstance(image_size, int):
+      image_size = (image_size, image_size)
+    in_features = math.prod(image_size) * in_channels
+  return small.MLPEncoder(in_features=in_features, **kwargs)
+
+
+ENCODERS: dict[str, Callable[..., nnx.Module]] = {
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+    "vit_tiny": vit.vit_tiny,
+    "vit_small": vit.vit_small,
+    "vit_base": vit.vit_base,
+    "small_convnet": small.SmallConvNet,
+    "mlp": _mlp_encoder,
+}
+
+HEADS: dict[str, Callable[..., nnx.Module]] = {
+    "mlp": heads.ProjectionMLP,
+    "simclr": heads.simclr_projector,
+    "byol_projector": heads.byol_projector,
+    "byol_predictor": heads.byol_predictor,
+    "simsiam_projector": heads.simsiam_projector,
+    "simsiam_predictor": heads.simsiam_predictor,
+    "moco_v2_projector": heads.moco_v2_projector,
+    "moco_v3_projector": heads.moco_v3_projector,
+    "moco_v3_predictor": heads.moco_v3_predictor,
+    "barlow_twins": heads.barlow_twins_projector,
+    "vicreg": heads.vicreg_expander,
+    "dino": heads.DINOHead,
+    "linear": heads.LinearClassifier,
+}
+
+
+def create_encoder(name: str, *, in_channels: int, dtype: Dtype = jnp.float32,
+                   param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs,
+                   **kwargs: Any) -> nnx.Module:
+  """Builds the encoder called `name`; `kwargs` go to its constructor.
+
+  Names: resnet18/34/50/101 (kwargs: width_multiplier, stem,
+  zero_init_residual, num_classes), vit_tiny/small/base (image_size,
+  patch_size, use_mask_token, drop_path_rate, pool, ...), small_convnet
+  (widths), mlp (image_size or in_features, hidden_features).
+
+  >>> from flax import nnx
+  >>> enc = create_encoder("small_convnet", in_channels=1, rngs=nnx.Rngs(0))
+  >>> enc.num_features
+  128
+  >>> create_encoder("resnet9", in_channels=3, rngs=nnx.Rngs(0))
+  Traceback (most recent call last):
+  ...
+  ValueError: create_encoder: unknown encoder name 'resnet9'; valid names: ...
+  """
+  if name not in ENCODERS:
+    raise ValueError(f"create_encoder: unknown encoder name {name!r}; valid "
+                     f"names: {', '.join(ENCODERS)}.")
+  return ENCODERS[name](in_channels=in_channels, dtype=dtype,
+                        param_dtype=param_dtype, rngs=rngs, **kwargs)
+
+
+def create_head(name: str, in_features: int, *, dtype: Dtype = jnp.float32,
+                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs,
+                **kwargs: Any) -> nnx.Module:
+  """Builds the head called `name` on `in_features` inputs.
+
+  Names: mlp (ProjectionMLP), simclr, byol_projector, byol_predictor,
+  simsiam_projector, simsiam_predictor, moco_v2_projector,
+  moco_v3_projector, moco_v3_predictor, barlow_twins, vicreg, dino
+  (DINOHead; out_features is its second argument or a kwarg), linear
+  (LinearClassifier; needs num_classes).
+
+  >>> from flax import nnx
+  >>> head = create_head("simclr", 16, hidden_features=32, rngs=nnx.Rngs(0))
+  >>> head.out_features
+  128
+  """
+  if name not in HEADS:
+    raise ValueError(f"create_head: unknown head name {name!r}; valid names: "
+                     f"{', '.join(HEADS)}.")
+  return HEADS[name](in_features, dtype=dtype, param_dtype=param_dtype,
+                     rngs=rngs, **kwargs)
