@@ -18,6 +18,15 @@ from ssl_jax.losses._common import (
     check_same_shape, global_sum)
 
 
+def _check_probability(value, name: str) -> None:
+  try:
+    v = float(value)
+  except (jax.errors.ConcretizationTypeError, TypeError):
+    return   # traced: cannot be checked at trace time
+  if not 0.0 <= v <= 1.0:
+    raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
+
+
 def _safe_log(p: jax.Array) -> jax.Array:
   """log p with log 0 = -inf and no inf/NaN gradient at 0."""
   positive = p > 0
@@ -41,8 +50,9 @@ def sharpen(probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
     [..., C] float32 probabilities.
 
   >>> import jax.numpy as jnp
-  >>> print(sharpen(jnp.array([0.25, 0.75]), 0.5).round(4))
-  [0.1 0.9]
+  >>> q = sharpen(jnp.array([0.25, 0.75]), 0.5)
+  >>> print(f"{q[0]:.4f} {q[1]:.4f}")
+  0.1000 0.9000
   """
   probs = as_array(probs, "probs")
   check_float(probs, "probs")
@@ -64,12 +74,7 @@ def confidence_mask(probs: jax.Array, threshold: float | jax.Array
   """
   probs = as_array(probs, "probs")
   check_float(probs, "probs")
-  try:
-    t = float(threshold)
-  except (jax.errors.ConcretizationTypeError, TypeError):
-    t = None
-  if t is not None and not 0.0 <= t <= 1.0:
-    raise ValueError(f"`threshold` must be in [0, 1], got {threshold!r}.")
+  _check_probability(threshold, "threshold")
   confident = jnp.max(probs.astype(jnp.float32), axis=-1) >= threshold
   return confident.astype(jnp.float32)
 
@@ -134,6 +139,8 @@ def consistency(
         f"`student_logits` must have shape [..., C], got shape {s.shape}.")
   check_same_shape(s, "student_logits", t, "teacher_logits")
   check_choice(kind, "kind", _KINDS)
+  if confidence_threshold is not None:
+    _check_probability(confidence_threshold, "confidence_threshold")
   t = jax.lax.stop_gradient(t.astype(jnp.float32))
   s = s.astype(jnp.float32)
   if sharpen_temperature is None:
