@@ -557,10 +557,10 @@ def arcface(
   cos = _cosines(x, w)
   cos_y = _target_cosine(cos, labels)
   sin_y = safe_sqrt(1.0 - cos_y * cos_y)
-  phi = cos_y * math.cos(margin) - sin_y * math.sin(margin)
-  # theta + m > pi  <=>  cos(theta) < cos(pi - m).
-  phi = jnp.where(cos_y > math.cos(math.pi - margin), phi,
-                  cos_y - math.sin(math.pi - margin) * margin)
+  m = jnp.asarray(margin, jnp.float32)   # may be traced (margin schedules)
+  phi = cos_y * jnp.cos(m) - sin_y * jnp.sin(m)
+  # theta + m < pi  <=>  cos(theta) > cos(pi - m) = -cos(m).
+  phi = jnp.where(cos_y > -jnp.cos(m), phi, cos_y - m * jnp.sin(m))
   logits = scale * _with_target(cos, labels, phi)
   return _global_mean(jnp.sum(_ce(logits, labels)), x.shape[0], axis_name)
 

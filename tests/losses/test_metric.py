@@ -22,7 +22,7 @@ lifted_structured = jax.jit(losses.lifted_structured)
 soft_nearest_neighbor = jax.jit(losses.soft_nearest_neighbor)
 negative_sampling = jax.jit(losses.negative_sampling)
 l_softmax = jax.jit(losses.l_softmax, static_argnames=("margin",))
-arcface = jax.jit(losses.arcface, static_argnames=("margin",))
+arcface = jax.jit(losses.arcface)   # margin traced: schedules allowed
 cosface = jax.jit(losses.cosface)
 
 
