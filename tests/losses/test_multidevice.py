@@ -88,17 +88,19 @@ def _dense():
 
 @functools.cache
 def _global_view():
+  """Values under jit with the batch sharded over the mesh (no axis_name).
+
+  XLA differentiates the global-view program like any other, so values are
+  what this checks; gradients are checked for the shard_map contracts.
+  """
   put = lambda xs, spec: tuple(jax.device_put(x, NamedSharding(MESH, spec))
                                for x in xs)
   args = {name: (put(f, ROWS), put(i, ROWS), put(r, REP))
           for name, (_, f, i, r) in CASES.items()}
 
   def all_cases(w, args):
-    out = {}
-    for name, (f, i, r) in args.items():
-      fn = lambda w, f, r: CASES[name][0](w, f, i, r, None)
-      out[name] = jax.value_and_grad(fn, argnums=(0, 1, 2))(w, f, r)
-    return out
+    return {name: CASES[name][0](w, f, i, r, None)
+            for name, (f, i, r) in args.items()}
   return jax.jit(all_cases)(jax.device_put(W, NamedSharding(MESH, REP)), args)
 
 
@@ -118,12 +120,19 @@ def _outside():
   return jax.jit(all_cases)(W)
 
 
+# pmap semantics (check_vma off) on one loss of each kind: gathered
+# negatives, psum'd statistics; shard_map's default on every case.
+UNCHECKED = ("nt_xent", "supcon", "barlow_twins")
+
+
 @functools.cache
 def _inside(check_vma):
   """Contract (b): per-device value_and_grad, parameter gradient pmean'ed."""
   def all_cases(w):
     out = {}
     for name, (loss, floats, ints, rep) in CASES.items():
+      if not check_vma and name not in UNCHECKED:
+        continue
       f_specs, i_specs, r_specs = _specs(floats, ints, rep)
 
       def per_device(w, f, i, r, loss=loss):
@@ -141,10 +150,7 @@ def _inside(check_vma):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_global_view_jit_on_sharded_batch_equals_single_device(name):
-  value, grads = _global_view()[name]
-  dense_value, dense_grads = _dense()[name]
-  _close(value, dense_value)
-  jax.tree.map(lambda a, b: _close(a, b, what=name), grads, dense_grads)
+  _close(_global_view()[name], _dense()[name][0])
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -156,8 +162,8 @@ def test_shard_map_value_and_gradient_from_outside(name):
   jax.tree.map(lambda a, b: _close(a, b, what=name), grads, dense_grads)
 
 
-@pytest.mark.parametrize("check_vma", [True, False])
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name,check_vma", [(name, True) for name in CASES]
+                         + [(name, False) for name in UNCHECKED])
 def test_per_device_gradient_then_pmean_is_exact(name, check_vma):
   """Contract (b)."""
   value, g_w, g_f = _inside(check_vma)[name]
@@ -229,7 +235,7 @@ def Y_local(axis_name):
 # Gradients are checked where rows of other devices enter a row's term (the
 # gathered, in-batch losses); for the per-example means the value suffices.
 GATHERING = ("info_nce_bilinear", "lifted_structured", "soft_nearest_neighbor",
-             "triplet_batch_hard", "triplet_semi_hard", "triplet_batch_all")
+             "triplet_batch_hard")
 
 
 def test_every_other_loss_under_shard_map():
