@@ -82,11 +82,15 @@ def pairwise_sq_distances(a: jax.Array, b: jax.Array) -> jax.Array:
   """Squared Euclidean distances [n, m] between the rows of a [n, D], b [m, D].
 
   Uses ||a||^2 + ||b||^2 - 2 a.b (O(nm) memory instead of O(nmD)), clamped at
-  0 because cancellation can make it slightly negative in float32.
+  0 because cancellation can make it slightly negative in float32. The
+  product runs at full float32 precision: with TF32 (the GPU default for
+  float32 matmuls) the cancellation would swamp the distances of near
+  neighbours, and the product is cheap next to the network.
   """
   a2 = jnp.sum(a * a, axis=-1)[:, None]
   b2 = jnp.sum(b * b, axis=-1)[None, :]
-  return jnp.maximum(a2 + b2 - 2.0 * (a @ b.T), 0.0)
+  ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(a2 + b2 - 2.0 * ab, 0.0)
 
 
 def masked_logsumexp(x: jax.Array, mask: jax.Array, axis: int = -1):

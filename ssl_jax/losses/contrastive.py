@@ -9,7 +9,10 @@ itself is optax's `softmax_cross_entropy_with_integer_labels`, whose `where`
 argument removes the self-similarity without a `-inf` or `-1e9` trick.
 
 All similarities are cosine similarities: dot products of rows normalised by
-`l2_normalize` (shared with the blockwise implementation).
+`l2_normalize` (shared with the blockwise implementation). The similarity
+matmuls use JAX's default precision (TF32 on recent NVIDIA GPUs), like the
+other large matmuls of a training step; set `jax_default_matmul_precision`
+to "highest" for bit-level comparisons with float32 references.
 
 Across devices (`axis_name` given, inside `jax.shard_map` or `pmap`): the
 anchors (queries) are this device's rows, the candidates (keys) are gathered
