@@ -208,28 +208,28 @@ def test_triplet_with_nothing_valid_is_zero():
 
 
 def test_contrastive_pair_matches_reference():
-  for seed in range(3):
-    x1, x2 = randn(seed, 8, 3), randn(seed + 1, 8, 3) * 0.3
-    same = np.random.default_rng(seed).random(8) < 0.5
+  for seed, (n, d) in enumerate([(8, 3), (8, 3), (3, 5)]):
+    x1, x2 = randn(seed, n, d), randn(seed + 1, n, d) * 0.3
+    same = np.random.default_rng(seed).random(n) < 0.5
     for margin in (1.0, 3.0):
       assert_close(contrastive_pair(x1, x2, same, margin=margin),
                    ref_contrastive_pair(x1, x2, same, margin))
 
 
 def test_lifted_structured_matches_reference():
-  for seed in range(4):
-    x, y = randn(seed, 12, 4), labels(seed, 12, 3)
+  for seed, (n, d) in enumerate([(12, 4), (12, 4), (12, 4), (5, 2)]):
+    x, y = randn(seed, n, d), labels(seed, n, 3)
     y[:2] = 9   # a class with one positive pair
     for margin in (0.5, 1.0):
       assert_close(lifted_structured(x, y, margin=margin),
                    ref_lifted(x, y, margin))
   # A single class: no negatives at all, so no pair counts.
-  assert float(lifted_structured(x, np.zeros(12, np.int32))) == 0.0
+  assert float(lifted_structured(x, np.zeros(n, np.int32))) == 0.0
 
 
 def test_soft_nearest_neighbor_matches_reference():
-  for seed in range(4):
-    x, y = randn(seed, 12, 4), labels(seed, 12, 3)
+  for seed, (n, d) in enumerate([(12, 4), (12, 4), (12, 4), (5, 2)]):
+    x, y = randn(seed, n, d), labels(seed, n, 3)
     y[0] = 7   # no partner: left out
     for t in (0.5, 10.0):
       assert_close(soft_nearest_neighbor(x, y, temperature=t),
@@ -245,8 +245,8 @@ def test_soft_nearest_neighbor_gradient_in_temperature():
 
 
 def test_negative_sampling_matches_reference():
-  for seed in range(3):
-    c, t, n = randn(seed, 6, 4), randn(seed + 1, 6, 4), randn(seed, 6, 5, 4)
+  for seed, (b, k, d) in enumerate([(6, 5, 4), (6, 5, 4), (1, 1, 3)]):
+    c, t, n = randn(seed, b, d), randn(seed + 1, b, d), randn(seed, b, k, d)
     assert_close(negative_sampling(c * 5, t, n), ref_negative_sampling(
         c * 5, t, n))
 
@@ -265,8 +265,8 @@ def test_l_softmax_matches_reference(margin):
 
 
 def test_arcface_and_cosface_match_reference():
-  for seed in range(3):
-    x, w, y = randn(seed, 8, 4), randn(seed + 1, 4, 5), labels(seed, 8, 5)
+  for seed, (b, d, c) in enumerate([(8, 4, 5), (8, 4, 5), (3, 6, 2)]):
+    x, w, y = randn(seed, b, d), randn(seed + 1, d, c), labels(seed, b, c)
     x[0] = -w[:, y[0]] + 0.01   # theta_y near pi: the linear branch
     for s, m in ((64.0, 0.5), (10.0, 0.2)):
       assert_close(arcface(x, w, y, scale=s, margin=m),
