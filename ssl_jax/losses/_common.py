@@ -140,9 +140,10 @@ def check_ndim(x: jax.Array, name: str, ndim: int | tuple[int, ...],
                layout: str) -> None:
   ndims = (ndim,) if isinstance(ndim, int) else ndim
   if x.ndim not in ndims:
+    ranks = " or ".join(map(str, ndims))
     raise ValueError(
-        f"`{name}` must have shape {layout} (rank {' or '.join(map(str, ndims))}"
-        f"), got shape {x.shape} (rank {x.ndim}).")
+        f"`{name}` must have shape {layout} (rank {ranks}), got shape "
+        f"{x.shape} (rank {x.ndim}).")
 
 
 def check_same_shape(a: jax.Array, a_name: str, b: jax.Array,

@@ -223,7 +223,8 @@ def info_nce_bilinear(
   logits = predictions @ gather_rows(z, axis_name).T
   labels = jnp.arange(n) + local_row_offset(n, axis_name)
   per_context = _ce(logits, labels)
-  return global_sum(jnp.sum(per_context), axis_name) / (n * axis_size(axis_name))
+  big_n = n * axis_size(axis_name)
+  return global_sum(jnp.sum(per_context), axis_name) / big_n
 
 
 def supcon(

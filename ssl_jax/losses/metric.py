@@ -602,5 +602,6 @@ def cosface(
   check_positive(scale, "scale")
   x, w, labels = _classifier_inputs(features, weights, labels)
   cos = _cosines(x, w)
-  logits = scale * _with_target(cos, labels, _target_cosine(cos, labels) - margin)
+  target = _target_cosine(cos, labels) - margin
+  logits = scale * _with_target(cos, labels, target)
   return _global_mean(jnp.sum(_ce(logits, labels)), x.shape[0], axis_name)

@@ -50,7 +50,7 @@ def assert_close(actual, expected, rtol=RTOL, atol=ATOL) -> None:
 
 
 def numeric_grad(f, args, argnum: int, eps: float = 1e-6) -> np.ndarray:
-  """Central differences of the float64 function f(*args) w.r.t. args[argnum]."""
+  """Central differences of float64 f(*args) with respect to args[argnum]."""
   args = [f64(a) if np.issubdtype(np.asarray(a).dtype, np.floating) else a
           for a in args]
   x = args[argnum]

@@ -10,7 +10,7 @@ from jax.test_util import check_grads
 
 from ssl_jax import losses
 from tests.losses.helpers import (
-    assert_close, f64, log_softmax, numeric_grad, randn, softmax)
+    assert_close, f64, numeric_grad, randn, softmax)
 
 consistency = jax.jit(losses.consistency, static_argnames=("kind",))
 
