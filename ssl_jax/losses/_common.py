@@ -42,3 +42,140 @@ def local_row_offset(n_local: int, axis_name: str | None) -> jax.Array | int:
   if axis_name is None:
     return 0
   return jax.lax.axis_index(axis_name) * n_local
+
+
+# ---------------------------------------------------------------------------
+# Cross-device reductions.
+#
+# Every loss in this package returns `psum(local_sum) / psum(local_count)`:
+# per-row terms are summed on the device that owns the row and the sums are
+# psum'd. Never is a "global" scalar recomputed on each device from gathered
+# rows, because the gradient of such a value would be counted once per device.
+# With this one pattern the gradient contract inside shard_map/pmap is the
+# standard data-parallel one (see `ssl_jax/losses/__init__.py`).
+# ---------------------------------------------------------------------------
+
+
+def axis_size(axis_name: str | None) -> int:
+  """Number of devices along `axis_name` (1 for None), as a Python int."""
+  if axis_name is None:
+    return 1
+  # psum of a Python constant is folded to `constant * axis_size` at trace
+  # time; it works under shard_map, pmap and vmap(axis_name=...) alike.
+  return int(jax.lax.psum(1, axis_name))
+
+
+def global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
+  """`psum(x)` over `axis_name`, identity for None."""
+  if axis_name is None:
+    return x
+  return jax.lax.psum(x, axis_name)
+
+
+def safe_sqrt(x: jax.Array) -> jax.Array:
+  """sqrt(max(x, 0)) whose gradient is 0 (not inf/NaN) where x <= 0."""
+  positive = x > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def pairwise_sq_distances(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Squared Euclidean distances [n, m] between the rows of a [n, D], b [m, D].
+
+  Uses ||a||^2 + ||b||^2 - 2 a.b (O(nm) memory instead of O(nmD)), clamped at
+  0 because cancellation can make it slightly negative in float32. The
+  product runs at full float32 precision: with TF32 (the GPU default for
+  float32 matmuls) the cancellation would swamp the distances of near
+  neighbours, and the product is cheap next to the network.
+  """
+  a2 = jnp.sum(a * a, axis=-1)[:, None]
+  b2 = jnp.sum(b * b, axis=-1)[None, :]
+  ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(a2 + b2 - 2.0 * ab, 0.0)
+
+
+def masked_logsumexp(x: jax.Array, mask: jax.Array, axis: int = -1):
+  """log sum_{mask} exp(x) and whether the mask was non-empty.
+
+  Rows whose mask is empty return 0 (callers leave them out through the
+  second output) with a zero, finite gradient, which a logsumexp over an all
+  -inf row would not give.
+  """
+  nonempty = jnp.any(mask, axis=axis)
+  safe_mask = jnp.where(jnp.expand_dims(nonempty, axis), mask, True)
+  lse = jax.nn.logsumexp(x, axis=axis, where=safe_mask)
+  return jnp.where(nonempty, lse, 0.0), nonempty
+
+
+# ---------------------------------------------------------------------------
+# Trace-time input checks. They only look at shapes, dtypes and Python
+# values, so they run once per trace and cost nothing in the compiled step.
+# ---------------------------------------------------------------------------
+
+
+def as_array(x, name: str) -> jax.Array:
+  """Converts an array-like to a jax.Array, naming `name` on failure."""
+  try:
+    return jnp.asarray(x)
+  except TypeError as e:
+    raise TypeError(f"`{name}` must be an array, got {type(x).__name__}: {e}"
+                    ) from None
+
+
+def check_float(x: jax.Array, name: str) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(
+        f"`{name}` must have a floating dtype (float32, bfloat16, ...), got "
+        f"{x.dtype} with shape {x.shape}; cast it, e.g. `{name}.astype"
+        "(jnp.float32)`.")
+
+
+def check_int(x: jax.Array, name: str) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.integer):
+    raise TypeError(
+        f"`{name}` must have an integer dtype, got {x.dtype} with shape "
+        f"{x.shape}; pass class indices, e.g. `{name}.astype(jnp.int32)`.")
+
+
+def check_ndim(x: jax.Array, name: str, ndim: int | tuple[int, ...],
+               layout: str) -> None:
+  ndims = (ndim,) if isinstance(ndim, int) else ndim
+  if x.ndim not in ndims:
+    ranks = " or ".join(map(str, ndims))
+    raise ValueError(
+        f"`{name}` must have shape {layout} (rank {ranks}), got shape "
+        f"{x.shape} (rank {x.ndim}).")
+
+
+def check_same_shape(a: jax.Array, a_name: str, b: jax.Array,
+                     b_name: str) -> None:
+  if a.shape != b.shape:
+    raise ValueError(
+        f"`{a_name}` and `{b_name}` must have the same shape, got "
+        f"{a_name}.shape={a.shape} and {b_name}.shape={b.shape}.")
+
+
+def check_rows(x: jax.Array, x_name: str, n: int, ref_name: str,
+               ref_shape: tuple[int, ...]) -> None:
+  if x.shape[0] != n:
+    raise ValueError(
+        f"`{x_name}` must have one entry per row of `{ref_name}` ({n}), got "
+        f"{x_name}.shape={x.shape} and {ref_name}.shape={ref_shape}.")
+
+
+def check_positive(value, name: str) -> None:
+  """Raises ValueError if `value` is a concrete number <= 0.
+
+  A traced value (a learned or scheduled temperature) cannot be inspected at
+  trace time and is accepted.
+  """
+  try:
+    v = float(value)
+  except (jax.errors.ConcretizationTypeError, TypeError):
+    return
+  if not v > 0:
+    raise ValueError(f"`{name}` must be > 0, got {value!r}.")
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
