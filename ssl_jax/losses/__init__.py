@@ -10,7 +10,9 @@ Modules: `contrastive` (nt_xent, info_nce, info_nce_bilinear, supcon),
 update_center), `metric` (triplet losses, contrastive_pair,
 lifted_structured, soft_nearest_neighbor, negative_sampling, l_softmax,
 arcface, cosface), `consistency` (consistency, sharpen, confidence_mask),
-`reconstruction` (masked_reconstruction).
+`reconstruction` (masked_reconstruction), `blockwise` (memory-linear
+NT-Xent, InfoNCE and SupCon, chosen automatically by the public ones above
+a size threshold).
 
 Batches across devices
 ----------------------
@@ -42,7 +44,10 @@ Gradients inside shard_map/pmap (the contract, tested):
     Do not psum the gradients and do not divide the loss by the number of
     devices: both would be off by the number of devices.
 """
+from ssl_jax.losses import blockwise
 from ssl_jax.losses._common import l2_normalize
+from ssl_jax.losses.blockwise import (
+    info_nce_blockwise, nt_xent_blockwise, supcon_blockwise)
 from ssl_jax.losses.consistency import confidence_mask, consistency, sharpen
 from ssl_jax.losses.contrastive import (
     info_nce, info_nce_bilinear, nt_xent, supcon)
@@ -64,15 +69,18 @@ __all__ = [
     "dino_loss",
     "info_nce",
     "info_nce_bilinear",
+    "info_nce_blockwise",
     "l2_normalize",
     "l_softmax",
     "lifted_structured",
     "masked_reconstruction",
     "negative_sampling",
     "nt_xent",
+    "nt_xent_blockwise",
     "sharpen",
     "soft_nearest_neighbor",
     "supcon",
+    "supcon_blockwise",
     "triplet",
     "triplet_margin",
     "update_center",

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax.losses import blockwise
 from ssl_jax.losses._common import (
     as_array, axis_size, check_float, check_int, check_ndim, check_positive,
     check_rows, check_same_shape, gather_rows, global_sum, l2_normalize,
@@ -41,12 +42,24 @@ def _embeddings(x, name: str) -> jax.Array:
   return x
 
 
+
+def _use_blockwise(implementation: str, rows: int) -> bool:
+  """Whether to take the blockwise path for a `rows`-row similarity matrix."""
+  if implementation == "auto":
+    return rows >= blockwise.DEFAULT_BLOCKWISE_THRESHOLD
+  if implementation in ("dense", "blockwise"):
+    return implementation == "blockwise"
+  raise ValueError(f"implementation must be 'auto', 'dense' or 'blockwise', "
+                   f"got {implementation!r}.")
+
 def nt_xent(
     z1: jax.Array,
     z2: jax.Array,
     *,
     temperature: float | jax.Array = 0.1,
     axis_name: str | None = None,
+    implementation: str = "auto",
+    block_size: int = 1024,
 ) -> jax.Array:
   r"""NT-Xent, the SimCLR loss, averaged over both views.
 
@@ -68,6 +81,12 @@ def nt_xent(
     temperature: T > 0 (may be a traced array, e.g. a learned temperature).
     axis_name: mesh/pmap axis over which the batch is sharded. Negatives then
       come from every device and the result is the global-batch loss.
+    implementation: "dense" materialises the similarity matrix; "blockwise"
+      computes it block by block with a recomputing custom VJP (memory
+      O(N * D + block_size * N), see `ssl_jax.losses.blockwise`); "auto"
+      (default) picks blockwise from `blockwise.DEFAULT_BLOCKWISE_THRESHOLD`
+      rows of the global similarity matrix up. Same value and gradient.
+    block_size: rows per block of the blockwise path.
 
   Returns:
     Scalar float32 loss.
@@ -82,6 +101,9 @@ def nt_xent(
   z2 = _embeddings(z2, "z2")
   check_same_shape(z1, "z1", z2, "z2")
   check_positive(temperature, "temperature")
+  if _use_blockwise(implementation, 2 * z1.shape[0] * axis_size(axis_name)):
+    return blockwise.nt_xent_blockwise(z1, z2, temperature=temperature,
+                                       block_size=block_size, axis_name=axis_name)
   n = z1.shape[0]
   big_n = n * axis_size(axis_name)
   anchors = l2_normalize(jnp.concatenate([z1, z2]))  # [2n, D], local
@@ -103,6 +125,8 @@ def info_nce(
     negatives: jax.Array | None = None,
     temperature: float | jax.Array = 0.1,
     axis_name: str | None = None,
+    implementation: str = "auto",
+    block_size: int = 1024,
 ) -> jax.Array:
   r"""InfoNCE with cosine similarity: in-batch negatives or a negative queue.
 
@@ -133,6 +157,12 @@ def info_nce(
     axis_name: axis over which query/key are sharded. In the in-batch form
       the keys are gathered from every device; the result is the
       global-batch loss.
+    implementation: "dense" materialises the similarity matrix; "blockwise"
+      computes it block by block with a recomputing custom VJP (memory
+      O(N * D + block_size * N), see `ssl_jax.losses.blockwise`); "auto"
+      (default) picks blockwise from `blockwise.DEFAULT_BLOCKWISE_THRESHOLD`
+      rows of the global similarity matrix up. Same value and gradient.
+    block_size: rows per block of the blockwise path.
 
   Returns:
     Scalar float32 loss, the mean over all queries.
@@ -149,6 +179,10 @@ def info_nce(
   key = _embeddings(key, "key")
   check_same_shape(query, "query", key, "key")
   check_positive(temperature, "temperature")
+  if _use_blockwise(implementation, query.shape[0] * axis_size(axis_name)):
+    return blockwise.info_nce_blockwise(query, key, negatives=negatives,
+                                        temperature=temperature,
+                                        block_size=block_size, axis_name=axis_name)
   n, d = query.shape
   t = jnp.asarray(temperature, jnp.float32)
   q = l2_normalize(query)
@@ -233,6 +267,8 @@ def supcon(
     *,
     temperature: float | jax.Array = 0.1,
     axis_name: str | None = None,
+    implementation: str = "auto",
+    block_size: int = 1024,
 ) -> jax.Array:
   r"""Supervised contrastive loss, L_out of Khosla et al.
 
@@ -258,6 +294,12 @@ def supcon(
     temperature: T > 0 (may be traced).
     axis_name: axis over which z/labels are sharded; the candidates (and
       their labels) are gathered from every device.
+    implementation: "dense" materialises the similarity matrix; "blockwise"
+      computes it block by block with a recomputing custom VJP (memory
+      O(N * D + block_size * N), see `ssl_jax.losses.blockwise`); "auto"
+      (default) picks blockwise from `blockwise.DEFAULT_BLOCKWISE_THRESHOLD`
+      rows of the global similarity matrix up. Same value and gradient.
+    block_size: rows per block of the blockwise path.
 
   Returns:
     Scalar float32 loss.
@@ -273,6 +315,9 @@ def supcon(
   check_ndim(labels, "labels", 1, "[M]")
   check_rows(labels, "labels", z.shape[0], "z", z.shape)
   check_positive(temperature, "temperature")
+  if _use_blockwise(implementation, z.shape[0] * axis_size(axis_name)):
+    return blockwise.supcon_blockwise(z, labels, temperature=temperature,
+                                      block_size=block_size, axis_name=axis_name)
   m = z.shape[0]
   anchors = l2_normalize(z)
   candidates = gather_rows(anchors, axis_name)
