@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import importlib.util
 import json
 import os
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 # Fields whose value may be a dict of free-form keyword arguments (any key).
 _FREE_FORM = ("method_kwargs", "backbone.encoder_kwargs", "views.kwargs",
@@ -133,3 +135,342 @@ class _null:
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   """A JSON-able plain dict of the config (stored with the checkpoints)."""
   return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+# ---------------------------------------------------------------------------
+# Building the pieces of a run from a config.
+
+
+def _kwargs(node) -> dict:
+  if node is None:
+    return {}
+  if isinstance(node, ml_collections.ConfigDict):
+    node = node.to_dict()
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(node).items()}
+
+
+def build_method(config: ml_collections.ConfigDict):
+  """The method a config describes."""
+  from ssl_jax import methods
+
+  name = config.method
+  if name not in methods.REGISTRY:
+    raise ValueError(f"unknown method {name!r}; known methods: {sorted(methods.REGISTRY)}.")
+  cls = methods.REGISTRY[name]
+  backbone = methods.Backbone(encoder=config.backbone.encoder,
+                              encoder_kwargs=_kwargs(config.backbone.encoder_kwargs),
+                              dtype=config.backbone.dtype)
+  from ssl_jax import models
+  if config.backbone.encoder not in models.ENCODERS:
+    raise ValueError(f"unknown backbone {config.backbone.encoder!r}; known backbones: "
+                     f"{sorted(models.ENCODERS)}.")
+  kwargs = dict(backbone=backbone)
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  if "views" in fields:
+    preset = config.views.preset or cls().views.preset
+    from ssl_jax import augment
+    if isinstance(preset, str) and not hasattr(augment, preset):
+      raise ValueError(f"unknown augmentation preset {preset!r}; known presets: "
+                       f"{sorted(augment.PRESETS)}.")
+    kwargs["views"] = methods.Views(preset=preset, kwargs=_kwargs(config.views.kwargs))
+  extra = _kwargs(config.method_kwargs)
+  unknown = sorted(set(extra) - set(fields))
+  if unknown:
+    raise ValueError(f"method {name!r} has no option(s) {unknown}; its options: "
+                     f"{sorted(set(fields) - {'backbone', 'views'})}.")
+  kwargs.update(extra)
+  return cls(**kwargs)
+
+
+def build_dataset(config: ml_collections.ConfigDict, split: str):
+  """The dataset split a config names (raises DataNotFoundError if absent)."""
+  from ssl_jax import data
+
+  d = config.data
+  return data.load_dataset(d.name, split=split, data_dir=d.data_dir or None,
+                           download=bool(d.download), image_size=d.image_size or None,
+                           **_kwargs(d.get("kwargs")))
+
+
+def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """Steps of the run: `total_steps` if set, else epochs x steps per epoch."""
+  if config.total_steps > 0:
+    return int(config.total_steps)
+  per_epoch = num_examples // config.batch_size
+  if per_epoch < 1:
+    raise ValueError(f"batch_size {config.batch_size} is larger than the dataset "
+                     f"({num_examples} examples); lower it.")
+  return int(config.epochs * per_epoch)
+
+
+def build_optimizer(config: ml_collections.ConfigDict, *, steps: int, steps_per_epoch: int):
+  """(optax optimiser, learning-rate schedule) of a config."""
+  from ssl_jax.train import optim
+
+  o = config.optimizer
+  peak = optim.scale_learning_rate(o.learning_rate, config.batch_size, rule=o.lr_scaling,
+                                   base_batch_size=o.base_batch_size)
+  schedule = optim.warmup_cosine(peak_value=peak, total_steps=steps,
+                                 warmup_steps=int(o.warmup_epochs * steps_per_epoch),
+                                 end_value=o.end_learning_rate)
+  tx = optim.make_optimizer(o.name, learning_rate=schedule, weight_decay=o.weight_decay,
+                            momentum=o.momentum,
+                            exclude_bias_and_norm=o.exclude_bias_and_norm)
+  return tx, schedule
+
+
+def eval_preprocess(method, image_shape):
+  """The evaluation transform matching a method's training views."""
+  import functools
+
+  from ssl_jax import augment
+
+  views = getattr(method, "views", None)
+  kwargs = {}
+  if views is not None:
+    size = views.view_shape(image_shape)[0]
+    if size != image_shape[0]:
+      kwargs["size"] = size
+    for k in ("mean", "std"):
+      if k in views.kwargs:
+        kwargs[k] = views.kwargs[k]
+  return functools.partial(augment.center, **kwargs)
+
+
+def _encoder_of(model, method):
+  node = model
+  for part in method.encoder_path():
+    node = getattr(node, part)
+  return node
+
+
+def _knn_monitor(config, method, image_shape):
+  """An eval_fn computing online kNN top-1 on small labelled subsets."""
+  import numpy as np
+  from flax import nnx
+
+  from ssl_jax import evaluate
+  from ssl_jax.methods.base import merge_pure
+
+  train = build_dataset(config, config.data.eval_train_split)
+  test = build_dataset(config, config.data.eval_split)
+  if not train.num_classes:
+    return None
+  rng = np.random.default_rng(0)
+  tr = np.sort(rng.permutation(len(train))[:config.monitor.knn_train_size])
+  te = np.sort(rng.permutation(len(test))[:config.monitor.knn_test_size])
+  tr_x, tr_y = train.get(tr)
+  te_x, te_y = test.get(te)
+  preprocess = eval_preprocess(method, image_shape)
+  cache = {}
+
+  def eval_fn(state, graphdef_):
+    model = merge_pure(graphdef_, jax_get(state.params), jax_get(state.batch_stats))
+    enc_graphdef, enc_state = nnx.split(_encoder_of(model, method))
+    if "monitor" not in cache:
+      apply = evaluate.encoder_apply_fn(enc_graphdef, preprocess=preprocess)
+      cache["monitor"] = evaluate.KnnMonitor(
+          apply, tr_x, tr_y, te_x, te_y, num_classes=train.num_classes,
+          k=min(config.evaluate.knn_k, len(tr)), temperature=config.evaluate.knn_temperature)
+    return {"knn_top1": cache["monitor"](enc_state)}
+
+  return eval_fn
+
+
+def jax_get(tree):
+  import jax
+  return jax.device_get(tree)
+
+
+def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = False,
+             progress: bool | None = None, stop_after: int | None = None):
+  """Runs (or resumes) the pretraining a config describes, in `workdir`."""
+  from ssl_jax import parallel
+  from ssl_jax.train import loop
+
+  method = build_method(config)
+  dataset = build_dataset(config, config.data.split)
+  mesh = parallel.data_mesh()
+  parallel.check_batch_divisible(config.batch_size, mesh)
+  steps = total_steps(config, len(dataset))
+  steps_per_epoch = max(len(dataset) // config.batch_size, 1)
+  tx, schedule = build_optimizer(config, steps=steps, steps_per_epoch=steps_per_epoch)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+  eval_fn, eval_every = None, 0
+  if config.monitor.knn_every_epochs:
+    eval_fn = _knn_monitor(config, method, dataset.image_shape)
+    eval_every = int(config.monitor.knn_every_epochs * steps_per_epoch) if eval_fn else 0
+  return loop.train(
+      method, dataset, workdir=workdir, global_batch_size=config.batch_size,
+      total_steps=steps, tx=tx, learning_rate=schedule, seed=config.seed,
+      log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+      keep_checkpoints=config.keep_checkpoints, eval_fn=eval_fn, eval_every=eval_every,
+      config=config_to_dict(config), force=force, mesh=mesh, progress=progress,
+      stop_after=stop_after)
+
+
+# ---------------------------------------------------------------------------
+# Reloading a workdir.
+
+
+@dataclasses.dataclass
+class Trained:
+  """A pretrained run reloaded from its workdir."""
+  config: ml_collections.ConfigDict
+  method: Any
+  params: dict
+  batch_stats: dict
+  graphdef: Any
+  step: int
+  image_shape: tuple
+
+  def model(self):
+    from ssl_jax.methods.base import merge_pure
+    return merge_pure(self.graphdef, self.params, self.batch_stats)
+
+  def encoder(self):
+    return _encoder_of(self.model(), self.method)
+
+  def random_encoder(self, seed: int = 12345):
+    """An untrained encoder of the same architecture (a baseline)."""
+    from flax import nnx
+    model = self.method.create_model(image_shape=self.image_shape, rngs=nnx.Rngs(seed))
+    return _encoder_of(model, self.method)
+
+
+def load_trained(workdir: str) -> Trained:
+  """Restores the latest checkpoint of a pretraining workdir."""
+  import jax
+  import optax
+
+  from ssl_jax.train import checkpoint as ckpt_lib
+  from ssl_jax.train.state import init_train_state
+
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"{workdir} holds no checkpoints; run `ssl-jax pretrain "
+                            f"--workdir {workdir} ...` first.")
+  checkpointer = ckpt_lib.Checkpointer(directory, every=1)
+  step = checkpointer.latest_step()
+  if step is None:
+    checkpointer.close()
+    raise FileNotFoundError(f"{directory} holds no finished checkpoint.")
+  config = ml_collections.ConfigDict(checkpointer.read_meta(step)["config"])
+  method = build_method(config)
+  dataset = build_dataset(config, config.data.split)
+  image_shape = tuple(dataset.image_shape)
+  steps = total_steps(config, len(dataset))
+  steps_per_epoch = max(len(dataset) // config.batch_size, 1)
+  tx, _ = build_optimizer(config, steps=steps, steps_per_epoch=steps_per_epoch)
+  template, graphdef = init_train_state(method, image_shape=image_shape, tx=tx,
+                                        seed=config.seed)
+  restored = checkpointer.restore_latest(template)
+  checkpointer.close()
+  step, state, _, _ = restored
+  return Trained(config=config, method=method, params=jax.device_get(state.params),
+                 batch_stats=jax.device_get(state.batch_stats), graphdef=graphdef,
+                 step=step, image_shape=image_shape)
+
+
+# ---------------------------------------------------------------------------
+# Evaluation of a workdir.
+
+PROTOCOLS = ("knn", "linear", "finetune", "fewshot")
+
+
+def _eval_splits(config):
+  train = build_dataset(config, config.data.eval_train_split)
+  test = build_dataset(config, config.data.eval_split)
+  if not train.num_classes:
+    raise ValueError(f"dataset {config.data.name!r} has no labels; evaluation needs them.")
+  all_train = train.get(np.arange(len(train)))
+  all_test = test.get(np.arange(len(test)))
+  return train.num_classes, all_train, all_test
+
+
+def evaluate_workdir(workdir: str, *, protocols=("knn", "linear"), fraction: float = 0.01,
+                     shots: int = 5, baselines: bool = True, seed: int = 0,
+                     finetune_epochs: int = 30) -> dict:
+  """Runs evaluation protocols on a pretrained workdir; writes eval.json.
+
+  Returns a dict with `protocol` (the protocols run), `top1` (of the first
+  protocol, on the SSL encoder), `results` ({representation: {protocol:
+  metrics}} with the raw-pixel and random-encoder baselines beside the SSL
+  encoder) and `step`.
+  """
+  from ssl_jax import evaluate
+
+  protocols = tuple(protocols)
+  unknown = [p for p in protocols if p not in PROTOCOLS]
+  if unknown or not protocols:
+    raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}.")
+  trained = load_trained(workdir)
+  config = trained.config
+  num_classes, (tr_x, tr_y), (te_x, te_y) = _eval_splits(config)
+  preprocess = eval_preprocess(trained.method, trained.image_shape)
+  encoders = {"ssl": trained.encoder()}
+  if baselines:
+    encoders["random_encoder"] = trained.random_encoder()
+  results: dict[str, dict] = {name: {} for name in encoders}
+  if baselines:
+    results["raw_pixels"] = {}
+  ev = config.evaluate
+
+  features = {}
+  if any(p in protocols for p in ("knn", "linear", "fewshot")):
+    for name, enc in encoders.items():
+      features[name] = (evaluate.encoder_features(enc, tr_x, preprocess=preprocess),
+                        evaluate.encoder_features(enc, te_x, preprocess=preprocess))
+    if baselines:
+      features["raw_pixels"] = (evaluate.raw_pixel_features(tr_x, preprocess=preprocess),
+                                evaluate.raw_pixel_features(te_x, preprocess=preprocess))
+
+  for name, (ftr, fte) in features.items():
+    if "knn" in protocols:
+      _, m = evaluate.knn_classify(ftr, tr_y, fte, te_y, num_classes=num_classes,
+                                   k=min(ev.knn_k, len(ftr)), temperature=ev.knn_temperature)
+      results[name]["knn"] = m
+    if "linear" in protocols:
+      m = evaluate.linear_probe(ftr, tr_y, fte, te_y, num_classes=num_classes,
+                                epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
+                                seed=seed)
+      results[name]["linear"] = {k: float(m[k]) for k in ("top1", "top5", "train_top1")}
+    if "fewshot" in protocols:
+      m = evaluate.few_shot(fte, te_y, shots=shots, seed=seed)
+      results[name]["fewshot"] = {"top1": float(m["accuracy"]), "ci95": float(m["ci95"]),
+                                  "shots": shots}
+
+  if "finetune" in protocols:
+    subset = evaluate.balanced_subset(tr_y, fraction=fraction, seed=seed)
+    for name, enc in encoders.items():
+      m = evaluate.finetune(enc, tr_x[subset], tr_y[subset], te_x, te_y,
+                            num_classes=num_classes, preprocess=preprocess,
+                            epochs=finetune_epochs, batch_size=min(256, len(subset)),
+                            seed=seed)
+      results[name]["finetune"] = {"top1": float(m["top1"]), "top5": float(m["top5"]),
+                                   "fraction": fraction, "labels": int(len(subset))}
+
+  first = protocols[0]
+  out = {"protocol": list(protocols), "top1": float(results["ssl"][first]["top1"]),
+         "step": trained.step, "dataset": config.data.name,
+         "method": config.method, "results": results}
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(out, f, indent=2, default=float)
+  return out
+
+
+def embed_workdir(workdir: str, out: str, *, split: str | None = None) -> str:
+  """Writes the encoder features of a split to `out` (.npy) and labels beside."""
+  from ssl_jax import evaluate
+
+  trained = load_trained(workdir)
+  split = split or trained.config.data.eval_split
+  ds = build_dataset(trained.config, split)
+  x, y = ds.get(np.arange(len(ds)))
+  feats = evaluate.encoder_features(trained.encoder(), x,
+                                    preprocess=eval_preprocess(trained.method, trained.image_shape))
+  np.save(out, feats)
+  np.save(os.path.splitext(out)[0] + "_labels.npy", y)
+  return out
