@@ -86,7 +86,8 @@ def make_train_step(method: Method, *, graphdef: nnx.GraphDef,
       metrics["embedding_std"] = metrics_lib.embedding_std(out.embeddings)
       if monitor_every:
         metrics["effective_rank"] = jax.lax.cond(
-            state.step % monitor_every == 0,
+            # Steps the loop logs: the first, and every monitor_every-th.
+            ((state.step + 1) % monitor_every == 0) | (state.step == 0),
             lambda z: metrics_lib.effective_rank(z),
             lambda z: jnp.full((), jnp.nan, jnp.float32), out.embeddings)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
