@@ -73,7 +73,7 @@ def test_show_augment(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--config.no_such_key=1"], "unknown config key"),
     (["--config.method=swav"], "unknown method"),
-    (["--config.data.name=imagenet_99"], "unknown"),
+    (["--config.data.name=imagenet_99"], "Unknown data set name"),
     (["--config.backbone.encoder=resnet7"], "unknown backbone"),
     (["--config.batch_size=63"], "not divisible"),
     (["--config.method_kwargs.temprature=0.1"], "no option"),
