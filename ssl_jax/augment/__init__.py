@@ -15,9 +15,10 @@ docstrings of `resample`, `geometry`, `color`, `filters`, `randaugment`,
 
 >>> import jax, jax.numpy as jnp
 >>> from ssl_jax import augment
->>> v1, v2 = augment.simclr(jax.random.key(0), jnp.zeros((4, 8, 8, 3), jnp.uint8))
->>> v1.shape
-(4, 8, 8, 3)
+>>> images = jnp.zeros((8, 12, 12, 3), jnp.uint8)  # uint8 [B, H, W, C]
+>>> views = augment.simclr(jax.random.key(0), images, size=8, num_views=3)
+>>> [v.shape for v in views]
+[(8, 8, 8, 3), (8, 8, 8, 3), (8, 8, 8, 3)]
 """
 from ssl_jax.augment.batching import batch_apply
 from ssl_jax.augment.color import (

@@ -16,6 +16,7 @@ A shift of 0 or of one full turn is the identity up to float rounding.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -44,6 +45,11 @@ def to_grayscale(image: jax.Array) -> jax.Array:
   """
   _checks.check_image(image)
   image = jnp.asarray(image, jnp.float32)
+  return _to_grayscale(image)
+
+
+@jax.jit
+def _to_grayscale(image):
   return jnp.broadcast_to(luma(image), image.shape)
 
 
@@ -59,6 +65,7 @@ def random_grayscale(key: jax.Array, image: jax.Array, *, p: float = 0.2) -> jax
   return _random_grayscale(key, image, p)
 
 
+@jax.jit
 def _random_grayscale(key, image, p):
   return grayscale_from_uniform(jax.random.uniform(key), image, p)
 
@@ -76,6 +83,9 @@ def _blend(image: jax.Array, other: Any, factor: Any) -> jax.Array:
   return jnp.clip(factor * image + (1.0 - factor) * other, 0.0, 1.0)
 
 
+_jit_blend = jax.jit(_blend)
+
+
 def adjust_brightness(image: jax.Array, factor: Any) -> jax.Array:
   """`clip(factor * x, 0, 1)`.
 
@@ -84,7 +94,7 @@ def adjust_brightness(image: jax.Array, factor: Any) -> jax.Array:
   """
   image = _checks.float_image(image)
   _checks.check_non_negative(factor, name="factor")
-  return _blend(image, 0.0, factor)
+  return _jit_blend(image, 0.0, factor)
 
 
 def adjust_contrast(image: jax.Array, factor: Any) -> jax.Array:
@@ -95,6 +105,11 @@ def adjust_contrast(image: jax.Array, factor: Any) -> jax.Array:
   """
   image = _checks.float_image(image)
   _checks.check_non_negative(factor, name="factor")
+  return _contrast(image, factor)
+
+
+@jax.jit
+def _contrast(image, factor):
   return _blend(image, jnp.mean(luma(image)), factor)
 
 
@@ -108,6 +123,11 @@ def adjust_saturation(image: jax.Array, factor: Any) -> jax.Array:
   _checks.check_non_negative(factor, name="factor")
   if image.shape[-1] == 1:
     return image
+  return _saturation(image, factor)
+
+
+@jax.jit
+def _saturation(image, factor):
   return _blend(image, luma(image), factor)
 
 
@@ -137,6 +157,11 @@ def rgb_to_hsv(image: jax.Array) -> jax.Array:
   >>> rgb_to_hsv(jnp.array([0.0, 0.5, 1.0]))
   Array([0.5833333, 1.       , 1.       ], dtype=float32)
   """
+  return _rgb_to_hsv(jnp.asarray(image, jnp.float32))
+
+
+@jax.jit
+def _rgb_to_hsv(image):
   hue6, value, chroma = _hue_value_chroma(image)
   sat = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1.0), 0.0)
   return jnp.stack([hue6 / 6.0, sat, value], axis=-1)
@@ -148,6 +173,11 @@ def hsv_to_rgb(image: jax.Array) -> jax.Array:
   >>> hsv_to_rgb(jnp.array([0.5833333, 1.0, 1.0]))
   Array([0. , 0.5, 1. ], dtype=float32)
   """
+  return _hsv_to_rgb(jnp.asarray(image, jnp.float32))
+
+
+@jax.jit
+def _hsv_to_rgb(image):
   hue6 = jnp.mod(image[..., 0] * 6.0, 6.0)
   value = image[..., 2]
   return _rgb_from_hue(hue6, value, value * image[..., 1])
@@ -162,6 +192,11 @@ def adjust_hue(image: jax.Array, shift: Any) -> jax.Array:
   image = _checks.float_image(image)
   if image.shape[-1] == 1:
     return image
+  return _shift_hue(image, shift)
+
+
+@jax.jit
+def _shift_hue(image, shift):
   hue6, value, chroma = _hue_value_chroma(image)
   return _rgb_from_hue(jnp.mod(hue6 + 6.0 * shift, 6.0), value, chroma)
 
@@ -228,7 +263,7 @@ def jitter_from_uniforms(u, image, brightness, contrast, saturation, hue, p):
     target = jnp.where(op == 1, jnp.mean(gray), jnp.where(op == 2, gray, 0.0))
     blended = _blend(out, target, factors[op])
     if rgb:
-      return jnp.where(op == 3, adjust_hue(out, hue_shift), blended)
+      return jnp.where(op == 3, _shift_hue(out, hue_shift), blended)
     # Saturation and hue are no-ops on gray images.
     return jnp.where(op >= 2, out, blended)
 
@@ -261,6 +296,7 @@ def solarize(key: jax.Array, image: jax.Array, *, threshold: float = 0.5,
   return _solarize(key, image, threshold, p)
 
 
+@jax.jit
 def _solarize(key, image, threshold, p):
   return solarize_from_uniform(jax.random.uniform(key), image, threshold, p)
 
@@ -279,6 +315,11 @@ def posterize(image: jax.Array, *, bits: Any) -> jax.Array:
   >>> posterize(jnp.array([[[200 / 255]]]), bits=1) * 255
   Array([[[128.]]], dtype=float32)
   """
+  return _posterize(jnp.asarray(image, jnp.float32), bits)
+
+
+@jax.jit
+def _posterize(image, bits):
   step = jnp.exp2(8.0 - jnp.asarray(bits, jnp.float32))
   levels = jnp.round(jnp.clip(image, 0.0, 1.0) * 255.0)
   return jnp.floor(levels / step) * step / 255.0
@@ -290,6 +331,11 @@ def autocontrast(image: jax.Array) -> jax.Array:
   >>> autocontrast(jnp.array([[[0.2], [0.6]]]))[0, :, 0]
   Array([0., 1.], dtype=float32)
   """
+  return _autocontrast(jnp.asarray(image, jnp.float32))
+
+
+@jax.jit
+def _autocontrast(image):
   low = jnp.min(image, axis=(0, 1), keepdims=True)
   high = jnp.max(image, axis=(0, 1), keepdims=True)
   span = high - low
@@ -305,9 +351,16 @@ def equalize(image: jax.Array, *, bins: int = 32) -> jax.Array:
   With 256 bins this approaches PIL's `ImageOps.equalize`; 32 bins cost
   [H W, 32] comparisons instead of a sort or a 256-way scatter.
 
-  >>> equalize(jnp.array([[[0.1], [0.2], [0.3], [0.9]]]), bins=2)[0, :, 0]
-  Array([0.15, 0.3 , 0.45..., 0.95], dtype=float32)
+  >>> x = jnp.array([[[0.1], [0.2], [0.3], [0.9]]])
+  >>> [round(float(v), 4) for v in equalize(x, bins=2)[0, :, 0]]
+  [0.15, 0.3, 0.45, 0.95]
   """
+  bins = _checks.check_int(bins, name="bins", low=1)
+  return _equalize(jnp.asarray(image, jnp.float32), bins)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _equalize(image, bins):
   edges = jnp.linspace(0.0, 1.0, bins + 1)
   flat = image.reshape(-1, image.shape[-1])
   cdf = jnp.mean(flat[:, :, None] <= edges[None, None, :], axis=0)  # [C, K+1]

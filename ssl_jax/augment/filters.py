@@ -80,10 +80,14 @@ def blur(image: jax.Array, *, sigma: Any, kernel_size: int | None = None) -> jax
   """
   height, width, _ = _checks.check_image(image)
   image = jnp.asarray(image, jnp.float32)
-  radius = _radius(kernel_size, height)
+  return _blur(image, sigma, _radius(kernel_size, height))
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _blur(image, sigma, radius):
+  height, width, _ = image.shape
   taps = gaussian_taps(sigma, radius)
-  return resample.apply_separable(image.astype(jnp.float32),
-                                  blur_matrix(taps, height),
+  return resample.apply_separable(image, blur_matrix(taps, height),
                                   blur_matrix(taps, width))
 
 
@@ -129,7 +133,7 @@ def blur_from_uniforms(u, image, sigma_range, radius, p):
   height, width, _ = image.shape
   sigma = sigma_range[0] + u[0] * (sigma_range[1] - sigma_range[0])
   taps = gaussian_taps(sigma, radius)
-  impulse = jnp.zeros_like(taps).at[radius].set(1.0)
+  impulse = (jnp.arange(2 * radius + 1) == radius).astype(jnp.float32)
   taps = jnp.where(u[1] < p, taps, impulse)
   return resample.apply_separable(image.astype(jnp.float32),
                                   blur_matrix(taps, height),
@@ -148,6 +152,11 @@ def sharpness(image: jax.Array, *, factor: Any) -> jax.Array:
   >>> float(sharpness(x, factor=0.0)[1, 1, 0])
   0.3846...
   """
+  return _sharpness(jnp.asarray(image, jnp.float32), factor)
+
+
+@jax.jit
+def _sharpness(image, factor):
   height, width, _ = image.shape
   band_h = jnp.asarray(np.abs(np.subtract.outer(np.arange(height),
                                                 np.arange(height))) <= 1,
@@ -175,5 +184,10 @@ def gaussian_noise(key: jax.Array, image: jax.Array, *, std: float,
   _checks.check_image(image)
   image = jnp.asarray(image, jnp.float32)
   _checks.check_non_negative(std, name="std")
+  return _gaussian_noise(key, image, std, bool(clip))
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _gaussian_noise(key, image, std, clip):
   noisy = image + std * jax.random.normal(key, image.shape, jnp.float32)
   return jnp.clip(noisy, 0.0, 1.0) if clip else noisy

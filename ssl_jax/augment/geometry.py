@@ -9,6 +9,7 @@ flax or jax.image in a per-example, traceable, flip-foldable form.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -41,12 +42,14 @@ def sample_crop_box(key: jax.Array, *, height: int, width: int,
   """
   _checks.check_interval(scale, name="scale", low=0.0, high=1.0, low_exclusive=True)
   _checks.check_interval(ratio, name="ratio", low=0.0, low_exclusive=True)
-  return _sample_box(key, height, width, scale, ratio)
+  return _sample_box(key, int(height), int(width), tuple(map(float, scale)),
+                     tuple(map(float, ratio)))
 
 
 BOX_UNIFORMS = 4
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _sample_box(key, height, width, scale, ratio):
   return box_from_uniforms(jax.random.uniform(key, (BOX_UNIFORMS,)), height,
                            width, scale=scale, ratio=ratio)
@@ -89,14 +92,20 @@ def resized_crop(image: jax.Array, box: jax.Array, *, size: int | Sequence[int],
   """
   height, width, _ = _checks.check_image(image)
   image = jnp.asarray(image, jnp.float32)
-  out_h, out_w = _checks.check_size(size)
-  box = jnp.asarray(box, jnp.float32)
+  out_size = _checks.check_size(size)
+  return _resized_crop(image, jnp.asarray(box, jnp.float32), flip, out_size,
+                       bool(antialias))
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _resized_crop(image, box, flip, size, antialias):
+  height, width, _ = image.shape
   rows = resample.interpolation_matrix(box[0], box[2], in_size=height,
-                                       out_size=out_h, antialias=antialias)
+                                       out_size=size[0], antialias=antialias)
   cols = resample.interpolation_matrix(box[1], box[3], in_size=width,
-                                       out_size=out_w, antialias=antialias,
+                                       out_size=size[1], antialias=antialias,
                                        flip=flip)
-  return resample.apply_separable(image.astype(jnp.float32), rows, cols)
+  return resample.apply_separable(image, rows, cols)
 
 
 def random_resized_crop(key: jax.Array, image: jax.Array, *,
@@ -169,6 +178,11 @@ def horizontal_flip(key: jax.Array, image: jax.Array, *, p: float = 0.5) -> jax.
   _checks.check_image(image)
   image = jnp.asarray(image, jnp.float32)
   _checks.check_probability(p, name="p")
+  return _horizontal_flip(key, image, p)
+
+
+@jax.jit
+def _horizontal_flip(key, image, p):
   return jnp.where(jax.random.uniform(key) < p, image[:, ::-1], image)
 
 
@@ -212,7 +226,7 @@ def random_translate(key: jax.Array, image: jax.Array, *,
   _checks.check_image(image)
   image = jnp.asarray(image, jnp.float32)
   _checks.check_non_negative(max_fraction, name="max_fraction", upper=1.0)
-  return flip_and_translate(key, image, max_fraction=max_fraction, flip_p=0.0)
+  return _flip_and_translate(key, image, float(max_fraction), 0.0)
 
 
 def flip_and_translate(key: jax.Array, image: jax.Array, *, max_fraction: float,
@@ -221,6 +235,11 @@ def flip_and_translate(key: jax.Array, image: jax.Array, *, max_fraction: float,
 
   Both are folded into one-hot matrices, so the op is two matmuls.
   """
+  return _flip_and_translate(key, image, float(max_fraction), flip_p)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _flip_and_translate(key, image, max_fraction, flip_p):
   return shift_from_uniforms(jax.random.uniform(key, (SHIFT_UNIFORMS,)), image,
                              max_fraction=max_fraction, flip_p=flip_p)
 

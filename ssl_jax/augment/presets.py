@@ -148,10 +148,10 @@ def simclr(key: jax.Array, images: jax.Array, *, size: int | None = None,
   Returns:
     `num_views` arrays [B, size, size, C] of `dtype`, normalised.
 
-  >>> x = jnp.zeros((2, 8, 8, 3), jnp.uint8)
-  >>> v1, v2 = simclr(jax.random.key(0), x, size=4)
-  >>> v1.shape, v1.dtype
-  ((2, 4, 4, 3), dtype('float32'))
+  >>> x = jnp.zeros((8, 12, 12, 3), jnp.uint8)
+  >>> views = simclr(jax.random.key(0), x, size=8, num_views=3)
+  >>> len(views), views[0].shape, views[0].dtype
+  (3, (8, 8, 8, 3), dtype('float32'))
   """
   _, out_size, mean, std = _resolve(images, size, mean, std, dtype)
   _checks.check_non_negative(strength, name="strength", upper=2.5)
@@ -180,9 +180,9 @@ def byol(key: jax.Array, images: jax.Array, *, size: int | None = None,
   grayscale p=0.2. Then Gaussian blur with p = `blur_p` = (1.0, 0.1) and
   solarize with p = `solarize_p` = (0.0, 0.2) for (view 1, view 2).
 
-  >>> v1, v2 = byol(jax.random.key(0), jnp.zeros((2, 8, 8, 1), jnp.uint8))
+  >>> v1, v2 = byol(jax.random.key(0), jnp.zeros((8, 12, 12, 3), jnp.uint8))
   >>> v1.shape, v2.shape
-  ((2, 8, 8, 1), (2, 8, 8, 1))
+  ((8, 12, 12, 3), (8, 12, 12, 3))
   """
   _, out_size, mean, std = _resolve(images, size, mean, std, dtype)
   blur_p = tuple(blur_p)
@@ -223,10 +223,10 @@ def multi_crop(key: jax.Array, images: jax.Array, *, global_size: int,
     `((g1, g2), (l1, ..., l_num_local))`, globals [B, global_size,
     global_size, C] and locals [B, local_size, local_size, C].
 
-  >>> g, l = multi_crop(jax.random.key(0), jnp.zeros((2, 8, 8, 3), jnp.uint8),
-  ...                   global_size=6, local_size=3, num_local=2)
+  >>> g, l = multi_crop(jax.random.key(0), jnp.zeros((8, 12, 12, 3), jnp.uint8),
+  ...                   global_size=10, local_size=4, num_local=3)
   >>> len(g), len(l), g[0].shape, l[0].shape
-  (2, 2, (2, 6, 6, 3), (2, 3, 3, 3))
+  (2, 3, (8, 10, 10, 3), (8, 4, 4, 3))
   """
   _, global_hw, mean, std = _resolve(images, global_size, mean, std, dtype)
   local_hw = _checks.check_size(local_size, name="local_size")
@@ -260,8 +260,8 @@ def fixmatch_weak(key: jax.Array, images: jax.Array, *,
   [-m, m] pixels per axis, `m = round(max_translate * side)` (4 px on 32 px),
   with reflect padding. Both are one-hot matrices, so the view is two matmuls.
 
-  >>> fixmatch_weak(jax.random.key(0), jnp.zeros((2, 8, 8, 3), jnp.uint8)).shape
-  (2, 8, 8, 3)
+  >>> fixmatch_weak(jax.random.key(0), jnp.zeros((8, 12, 12, 3), jnp.uint8)).shape
+  (8, 12, 12, 3)
   """
   _, _, mean, std = _resolve(images, None, mean, std, dtype)
   _checks.check_non_negative(max_translate, name="max_translate", upper=1.0)
@@ -287,8 +287,8 @@ def fixmatch_strong(key: jax.Array, images: jax.Array, *, num_ops: int = 2,
   magnitude per op (`magnitude=None`) or a fixed one in [0, 1], then a gray
   cutout square of side `cutout * min(H, W)` (0 disables it).
 
-  >>> fixmatch_strong(jax.random.key(0), jnp.zeros((2, 8, 8, 1), jnp.uint8)).shape
-  (2, 8, 8, 1)
+  >>> fixmatch_strong(jax.random.key(0), jnp.zeros((8, 12, 12, 3), jnp.uint8)).shape
+  (8, 12, 12, 3)
   """
   (height, width, _), _, mean, std = _resolve(images, None, mean, std, dtype)
   num_ops = _checks.check_int(num_ops, name="num_ops", low=0)
@@ -348,9 +348,9 @@ def rotation(key: jax.Array, images: jax.Array, *, flip_p: float = 0.5,
   Returns:
     (rotated [4B, H, W, C] normalised, labels int32 [4B] in {0, 1, 2, 3}).
 
-  >>> r, y = rotation(jax.random.key(0), jnp.zeros((2, 4, 4, 3), jnp.uint8))
-  >>> r.shape, y.tolist()
-  ((8, 4, 4, 3), [0, 1, 2, 3, 0, 1, 2, 3])
+  >>> r, y = rotation(jax.random.key(0), jnp.zeros((8, 12, 12, 3), jnp.uint8))
+  >>> r.shape, y[:8].tolist()
+  ((32, 12, 12, 3), [0, 1, 2, 3, 0, 1, 2, 3])
   """
   (height, width, _), _, mean, std = _resolve(images, None, mean, std, dtype)
   if height != width:
@@ -389,8 +389,8 @@ def center(images: jax.Array, *, size: int | None = None,
   (`224/256` gives the usual Resize(256) + CenterCrop(224)); `size=None`
   keeps `min(H, W)`. Deterministic: no key.
 
-  >>> center(jnp.zeros((2, 8, 6, 3), jnp.uint8), size=4).shape
-  (2, 4, 4, 3)
+  >>> center(jnp.zeros((8, 12, 12, 3), jnp.uint8), size=6).shape
+  (8, 6, 6, 3)
   """
   (height, width, _), _, mean, std = _resolve(images, None, mean, std, dtype)
   out = _checks.check_size(min(height, width) if size is None else size)

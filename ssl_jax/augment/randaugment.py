@@ -177,11 +177,13 @@ UNIFORMS_PER_OP = 3
 
 def rand_augment_from_uniforms(u, image, *, num_ops, magnitude, ops, fill):
   """`rand_augment` from 3 U[0, 1) numbers per op (op, magnitude, sign)."""
-  x = image.astype(jnp.float32)
-  for i in range(num_ops):
-    v = u[UNIFORMS_PER_OP * i:UNIFORMS_PER_OP * (i + 1)]
+
+  def step(i, x):
+    v = jax.lax.dynamic_slice_in_dim(u, UNIFORMS_PER_OP * i, UNIFORMS_PER_OP)
     op = jnp.minimum(jnp.floor(v[0] * len(ops)), len(ops) - 1).astype(jnp.int32)
     m = v[1] if magnitude is None else jnp.float32(magnitude)
     sign = jnp.where(v[2] < 0.5, 1.0, -1.0)
-    x = _apply_op(x, op, m, sign, ops=ops, fill=fill)
-  return x
+    return _apply_op(x, op, m, sign, ops=ops, fill=fill)
+
+  # A loop, not num_ops unrolled copies of the (large) op selection.
+  return jax.lax.fori_loop(0, num_ops, step, image.astype(jnp.float32))

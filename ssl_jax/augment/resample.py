@@ -128,6 +128,12 @@ def affine_resample(image: jax.Array, matrix: jax.Array, *,
   Array([[0., 1.],
          [2., 3.]], dtype=float32)
   """
+  return _affine_resample(jnp.asarray(image), jnp.asarray(matrix, jnp.float32),
+                          fill)
+
+
+@jax.jit
+def _affine_resample(image, matrix, fill):
   height, width, channels = image.shape
   ys = jnp.arange(height, dtype=jnp.float32) + 0.5 - height / 2
   xs = jnp.arange(width, dtype=jnp.float32) + 0.5 - width / 2
