@@ -119,10 +119,13 @@ def save_augmentation_grid(path: str | os.PathLike, images_uint8: Any, *,
     key: PRNG key for the views.
     views: number of augmented columns.
 
-  >>> import tempfile, os
+  >>> import os, tempfile
   >>> x = random_images(2, size=8)
-  >>> with tempfile.TemporaryDirectory() as d:  # doctest: +SKIP
-  ...   save_augmentation_grid(os.path.join(d, "g.png"), x, key=jax.random.key(0))
+  >>> with tempfile.TemporaryDirectory() as d:
+  ...   path = save_augmentation_grid(os.path.join(d, "g.png"), x, preset="center",
+  ...                                 key=jax.random.key(0), views=1)
+  ...   os.path.getsize(path) > 0
+  True
   """
   import matplotlib
   matplotlib.use("Agg")

@@ -123,12 +123,6 @@ def _crop_views(key, images, *, size, scale, ratio, jitter, jitter_p, gray_p,
                   jnp.asarray(solarize_ps, jnp.float32))
 
 
-def _check_jitter(jitter):
-  for name, value in zip(("brightness", "contrast", "saturation"), jitter[:3]):
-    _checks.check_non_negative(value, name=name)
-  _checks.check_non_negative(jitter[3], name="hue", upper=0.5)
-
-
 def simclr(key: jax.Array, images: jax.Array, *, size: int | None = None,
            strength: float = 1.0, num_views: int = 2, blur_p: float = 0.5,
            scale: Sequence[float] = (0.08, 1.0), mean: Sequence[float] | None = None,
@@ -417,6 +411,7 @@ def _center_views(images, *, size, crop_fraction, mean, std, dtype):
   return jax.vmap(one)(images)
 
 
+# The presets with the `(key, images)` signature, by name (`center` has no key).
 PRESETS = {
     "simclr": simclr,
     "byol": byol,

@@ -21,12 +21,12 @@ list is what lets an image skip a slot.
 
 Geometric ops fill uncovered pixels with `fill` (mid-gray, as FixMatch).
 
-Branch-free: per slot, the four geometric ops are one `resample.affine_resample`
+Branch-free: per slot, the five geometric ops are one `resample.affine_resample`
 with a selected 2x3 matrix (the identity for the other ops), the four PIL
 "enhance" ops are one blend with a selected degenerate image (black, mean
 gray, gray, smoothed), and the remaining point ops are selected with
 `jnp.select`. So a slot costs one warp, one blend and a few point ops, not
-fourteen ops. Hand-written: optax/flax/jax.image have no policy of this kind.
+fourteen ops, and the slots run in a `lax.fori_loop`. Hand-written: optax/flax/jax.image have no policy of this kind.
 """
 from __future__ import annotations
 

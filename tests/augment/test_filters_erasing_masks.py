@@ -1,7 +1,6 @@
 """Blur, sharpness, noise, erasing, cutout and context-encoder masks."""
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
