@@ -69,7 +69,8 @@ class BatchIterator:
       default `jax.process_index()`, `jax.process_count()`.
 
   Yields:
-    {"image": uint8 [B / P, H, W, C], "label": int32 [B / P]}.
+    {"image": uint8 [B / P, H, W, C], "label": int32 [B / P],
+    "index": int32 [B / P] (the examples' indices in the data set)}.
   """
 
   def __init__(self, dataset, *, global_batch_size: int, seed: int = 0,
@@ -150,12 +151,14 @@ class BatchIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    images, labels = self.dataset.get(
-        self.local_indices(self._epoch, self._index))
+    indices = self.local_indices(self._epoch, self._index)
+    images, labels = self.dataset.get(indices)
     self._index += 1
     if self._index == self._steps:
       self._epoch, self._index = self._epoch + 1, 0
-    return {"image": images, "label": np.asarray(labels, np.int32)}
+    # "index" lets methods keep per-example state (e.g. temporal ensembling).
+    return {"image": images, "label": np.asarray(labels, np.int32),
+            "index": np.asarray(indices, np.int32)}
 
   def state(self) -> dict[str, int]:
     """The position of the next batch, as plain ints (JSON-able)."""

@@ -226,3 +226,14 @@ def test_abandoned_prefetcher_does_not_block_exit():
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == "done (8, 4, 4, 1)"
+
+
+def test_batches_carry_the_example_indices():
+  from ssl_jax.data import ArrayDataset
+  images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+  ds = ArrayDataset(images, np.arange(10), num_classes=10)
+  it = BatchIterator(ds, global_batch_size=4, seed=3)
+  for _ in range(3):
+    batch = next(it)
+    np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], batch["index"])
+    np.testing.assert_array_equal(batch["label"], batch["index"])
