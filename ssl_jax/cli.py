@@ -14,7 +14,6 @@ with a one-line error on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

@@ -343,7 +343,6 @@ class Trained:
 def load_trained(workdir: str) -> Trained:
   """Restores the latest checkpoint of a pretraining workdir."""
   import jax
-  import optax
 
   from ssl_jax.train import checkpoint as ckpt_lib
   from ssl_jax.train.state import init_train_state

@@ -97,3 +97,23 @@ class Views:
 
   def __call__(self, key: jax.Array, images: jax.Array):
     return self.fn()(key, images)
+
+
+def build_ssl_model(backbone: Backbone, views: Views, image_shape: tuple[int, int, int],
+                    rngs: nnx.Rngs, *, projector: dict | None = None,
+                    predictor: dict | None = None) -> SSLModel:
+  """Encoder for the views' shape + optional projector and predictor MLPs.
+
+  `projector` / `predictor` are keyword arguments of `models.ProjectionMLP`
+  without its input size and dtypes (the projector takes the encoder's
+  features, the predictor the projector's output).
+  """
+  dtype = resolve_dtype(backbone.dtype)
+  encoder = backbone.build(views.view_shape(image_shape), rngs)
+  proj = pred = None
+  if projector is not None:
+    proj = models.ProjectionMLP(encoder.num_features, dtype=dtype, rngs=rngs, **projector)
+  if predictor is not None:
+    in_features = projector["out_features"] if projector else encoder.num_features
+    pred = models.ProjectionMLP(in_features, dtype=dtype, rngs=rngs, **predictor)
+  return SSLModel(encoder, projector=proj, predictor=pred)

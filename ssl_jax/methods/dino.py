@@ -24,7 +24,7 @@ from ssl_jax.methods.common import Backbone, SSLModel, Views, resolve_dtype
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DINO(Method):
+class DINO(teacher_lib.EMATeacherMixin, Method):
   """DINO.
 
   Attributes:
@@ -49,8 +49,6 @@ class DINO(Method):
   teacher_temp: float = 0.07
   teacher_temp_warmup: float = 0.3
   center_momentum: float = 0.9
-  base_momentum: float = 0.996
-  final_momentum: float = 1.0
 
   def create_model(self, *, image_shape, rngs):
     encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
@@ -61,12 +59,8 @@ class DINO(Method):
     return SSLModel(encoder, projector=head)
 
   def init_extra(self, *, model, params, batch_stats, key):
-    del model, key
-    return {"teacher": teacher_lib.init_teacher(params, batch_stats),
-            "center": jnp.zeros((self.out_dim,), jnp.float32)}
-
-  def momentum(self, ctx):
-    return teacher_lib.momentum_at(ctx, base=self.base_momentum, final=self.final_momentum)
+    extra = super().init_extra(model=model, params=params, batch_stats=batch_stats, key=key)
+    return {**extra, "center": jnp.zeros((self.out_dim,), jnp.float32)}
 
   def current_teacher_temp(self, ctx):
     warm = jnp.clip(ctx.progress() / max(self.teacher_temp_warmup, 1e-9), 0.0, 1.0)
@@ -96,12 +90,11 @@ class DINO(Method):
                  "teacher_logits": t})
 
   def update_extra(self, ctx, extra, *, params, batch_stats, updates):
-    return {"teacher": teacher_lib.update_teacher(
-                extra["teacher"], params, updates["teacher_batch_stats"],
-                momentum=self.momentum(ctx)),
-            "center": losses.update_center(extra["center"], updates["teacher_logits"],
-                                           momentum=self.center_momentum)}
+    extra = super().update_extra(ctx, extra, params=params, batch_stats=batch_stats,
+                                 updates=updates)
+    return {**extra, "center": losses.update_center(
+        extra["center"], updates["teacher_logits"], momentum=self.center_momentum)}
 
   def extra_metrics(self, ctx, extra):
-    return {"momentum": self.momentum(ctx),
+    return {**super().extra_metrics(ctx, extra),
             "teacher_temp": self.current_teacher_temp(ctx)}

@@ -19,8 +19,8 @@ MoCo v3: Chen, Xie, He 2021, arXiv:2104.02057. No queue: InfoNCE over the
 global batch, symmetrised, with a predictor on the online branch and a
 cosine momentum schedule 0.99 -> 1. As in the official code each direction's
 loss is scaled by 2 * temperature; the two directions are averaged (the
-official code sums them, which only doubles the learning rate). Projector 3 layers (4096 -> 256, BN on the
-output), predictor 2 layers (4096 -> 256).
+official code sums them, which only doubles the learning rate). Projector 3
+layers (4096 -> 256, BN on the output), predictor 2 layers (4096 -> 256).
 """
 from __future__ import annotations
 
@@ -29,16 +29,16 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import losses, models
+from ssl_jax import losses
 from ssl_jax.losses._common import l2_normalize
 from ssl_jax.methods import teacher as teacher_lib
 from ssl_jax.methods.base import (LossOutput, Method, batch_stats_of,
                                   deinterleave_views, interleave_views)
-from ssl_jax.methods.common import Backbone, SSLModel, Views, resolve_dtype
+from ssl_jax.methods.common import Backbone, Views, build_ssl_model
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MoCoV2(Method):
+class MoCoV2(teacher_lib.EMATeacherMixin, Method):
   """MoCo v2.
 
   Attributes:
@@ -59,23 +59,18 @@ class MoCoV2(Method):
   queue_size: int = 65536
   temperature: float = 0.2
   base_momentum: float = 0.999
-  final_momentum: float = 1.0
   momentum_schedule: str = "constant"
   symmetric: bool = False
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
-    projector = models.ProjectionMLP(
-        encoder.num_features, hidden_features=self.projector_hidden,
-        out_features=self.projector_dim, num_layers=2, use_bn=False,
-        dtype=resolve_dtype(self.backbone.dtype), rngs=rngs)
-    return SSLModel(encoder, projector=projector)
+    return build_ssl_model(self.backbone, self.views, image_shape, rngs, projector=dict(
+        hidden_features=self.projector_hidden, out_features=self.projector_dim,
+        num_layers=2, use_bn=False))
 
   def init_extra(self, *, model, params, batch_stats, key):
-    del model
+    extra = super().init_extra(model=model, params=params, batch_stats=batch_stats, key=key)
     queue = l2_normalize(jax.random.normal(key, (self.queue_size, self.projector_dim)))
-    return {"teacher": teacher_lib.init_teacher(params, batch_stats),
-            "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
+    return {**extra, "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
 
   def momentum(self, ctx):
     return teacher_lib.momentum_at(ctx, base=self.base_momentum, final=self.final_momentum,
@@ -109,21 +104,16 @@ class MoCoV2(Method):
       raise ValueError(
           f"queue_size {self.queue_size} must be a multiple of the keys enqueued "
           f"per step ({n}: the global batch{' x 2 (symmetric)' if self.symmetric else ''}).")
+    extra = super().update_extra(ctx, extra, params=params, batch_stats=batch_stats,
+                                 updates=updates)
     ptr = extra["queue_ptr"]
     queue = jax.lax.dynamic_update_slice(extra["queue"], keys.astype(extra["queue"].dtype),
                                          (ptr, 0))
-    return {"teacher": teacher_lib.update_teacher(
-                extra["teacher"], params, updates["teacher_batch_stats"],
-                momentum=self.momentum(ctx)),
-            "queue": queue,
-            "queue_ptr": (ptr + n) % self.queue_size}
-
-  def extra_metrics(self, ctx, extra):
-    return {"momentum": self.momentum(ctx)}
+    return {**extra, "queue": queue, "queue_ptr": (ptr + n) % self.queue_size}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MoCoV3(Method):
+class MoCoV3(teacher_lib.EMATeacherMixin, Method):
   """MoCo v3.
 
   Attributes:
@@ -141,48 +131,23 @@ class MoCoV3(Method):
   predictor_hidden: int = 4096
   temperature: float = 0.2
   base_momentum: float = 0.99
-  final_momentum: float = 1.0
 
   def create_model(self, *, image_shape, rngs):
-    dtype = resolve_dtype(self.backbone.dtype)
-    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
-    projector = models.ProjectionMLP(
-        encoder.num_features, hidden_features=self.projector_hidden,
-        out_features=self.projector_dim, num_layers=3, use_bn=True, last_bn=True,
-        dtype=dtype, rngs=rngs)
-    predictor = models.ProjectionMLP(
-        self.projector_dim, hidden_features=self.predictor_hidden,
-        out_features=self.projector_dim, num_layers=2, use_bn=True, dtype=dtype,
-        rngs=rngs)
-    return SSLModel(encoder, projector=projector, predictor=predictor)
-
-  def init_extra(self, *, model, params, batch_stats, key):
-    del model, key
-    return {"teacher": teacher_lib.init_teacher(params, batch_stats)}
-
-  def momentum(self, ctx):
-    return teacher_lib.momentum_at(ctx, base=self.base_momentum, final=self.final_momentum)
+    return build_ssl_model(
+        self.backbone, self.views, image_shape, rngs,
+        projector=dict(hidden_features=self.projector_hidden,
+                       out_features=self.projector_dim, num_layers=3, use_bn=True,
+                       last_bn=True),
+        predictor=dict(hidden_features=self.predictor_hidden,
+                       out_features=self.projector_dim, num_layers=2, use_bn=True))
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     v1, v2 = self.views(ctx.key, batch["image"])[:2]
-    x = interleave_views(v1, v2)
-    model = ctx.merge(params, batch_stats)
-    _, z = model(x, train=True)
-    q1, q2 = deinterleave_views(model.predictor(z, train=True), 2)
-    teacher = teacher_lib.merge_teacher(ctx, params, batch_stats, extra["teacher"])
-    _, k = teacher(x, train=True)
-    k1, k2 = deinterleave_views(jax.lax.stop_gradient(k), 2)
+    model, z, (q1, q2), (k1, k2), teacher = teacher_lib.predictor_and_teacher(
+        ctx, params, batch_stats, extra, interleave_views(v1, v2), 2)
     t = self.temperature
     loss = 2 * t * (losses.info_nce(q1, k2, temperature=t)
                     + losses.info_nce(q2, k1, temperature=t)) / 2
     return loss, LossOutput(
         batch_stats=batch_stats_of(model), embeddings=deinterleave_views(z, 2)[0],
         updates={"teacher_batch_stats": teacher_lib.teacher_stats(teacher)})
-
-  def update_extra(self, ctx, extra, *, params, batch_stats, updates):
-    return {"teacher": teacher_lib.update_teacher(
-        extra["teacher"], params, updates["teacher_batch_stats"],
-        momentum=self.momentum(ctx))}
-
-  def extra_metrics(self, ctx, extra):
-    return {"momentum": self.momentum(ctx)}

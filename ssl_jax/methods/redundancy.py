@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ssl_jax import losses, models
+from ssl_jax import losses
 from ssl_jax.methods.base import (LossOutput, Method, batch_stats_of,
                                   deinterleave_views, interleave_views)
-from ssl_jax.methods.common import Backbone, SSLModel, Views, resolve_dtype
+from ssl_jax.methods.common import Backbone, Views, build_ssl_model
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,12 +31,9 @@ class _Expander(Method):
   expander_layers: int = 3
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
-    projector = models.ProjectionMLP(
-        encoder.num_features, hidden_features=self.expander_hidden,
-        out_features=self.expander_dim, num_layers=self.expander_layers, use_bn=True,
-        dtype=resolve_dtype(self.backbone.dtype), rngs=rngs)
-    return SSLModel(encoder, projector=projector)
+    return build_ssl_model(self.backbone, self.views, image_shape, rngs, projector=dict(
+        hidden_features=self.expander_hidden, out_features=self.expander_dim,
+        num_layers=self.expander_layers, use_bn=True))
 
   def objective(self, z1, z2):
     raise NotImplementedError

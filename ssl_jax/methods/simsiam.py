@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
-from ssl_jax import losses, models
+from ssl_jax import losses
 from ssl_jax.methods.base import (LossOutput, Method, batch_stats_of,
                                   deinterleave_views, interleave_views)
-from ssl_jax.methods.common import Backbone, SSLModel, Views, resolve_dtype
+from ssl_jax.methods.common import Backbone, Views, build_ssl_model
 
 
 def negative_cosine(p: jax.Array, z: jax.Array) -> jax.Array:
@@ -45,17 +44,13 @@ class SimSiam(Method):
   predictor_hidden: int = 512
 
   def create_model(self, *, image_shape, rngs):
-    dtype = resolve_dtype(self.backbone.dtype)
-    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
-    projector = models.ProjectionMLP(
-        encoder.num_features, hidden_features=self.projector_hidden,
-        out_features=self.projector_dim, num_layers=3, use_bn=True, last_bn=True,
-        dtype=dtype, rngs=rngs)
-    predictor = models.ProjectionMLP(
-        self.projector_dim, hidden_features=self.predictor_hidden,
-        out_features=self.projector_dim, num_layers=2, use_bn=True, dtype=dtype,
-        rngs=rngs)
-    return SSLModel(encoder, projector=projector, predictor=predictor)
+    return build_ssl_model(
+        self.backbone, self.views, image_shape, rngs,
+        projector=dict(hidden_features=self.projector_hidden,
+                       out_features=self.projector_dim, num_layers=3, use_bn=True,
+                       last_bn=True),
+        predictor=dict(hidden_features=self.predictor_hidden,
+                       out_features=self.projector_dim, num_layers=2, use_bn=True))
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     v1, v2 = self.views(ctx.key, batch["image"])[:2]

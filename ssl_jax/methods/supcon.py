@@ -11,10 +11,10 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from ssl_jax import losses, models
+from ssl_jax import losses
 from ssl_jax.methods.base import (LossOutput, Method, batch_stats_of,
                                   deinterleave_views, interleave_views)
-from ssl_jax.methods.common import Backbone, SSLModel, Views, resolve_dtype
+from ssl_jax.methods.common import Backbone, Views, build_ssl_model
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,12 +29,9 @@ class SupCon(Method):
   temperature: float = 0.1
 
   def create_model(self, *, image_shape, rngs):
-    encoder = self.backbone.build(self.views.view_shape(image_shape), rngs)
-    projector = models.ProjectionMLP(
-        encoder.num_features, hidden_features=self.projector_hidden,
-        out_features=self.projector_dim, num_layers=2, use_bn=True,
-        dtype=resolve_dtype(self.backbone.dtype), rngs=rngs)
-    return SSLModel(encoder, projector=projector)
+    return build_ssl_model(self.backbone, self.views, image_shape, rngs, projector=dict(
+        hidden_features=self.projector_hidden, out_features=self.projector_dim,
+        num_layers=2, use_bn=True))
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     v1, v2 = self.views(ctx.key, batch["image"])[:2]

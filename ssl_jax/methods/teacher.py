@@ -8,6 +8,8 @@ its own forward passes in train mode.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -65,3 +67,50 @@ def momentum_at(ctx: StepContext, *, base: float, final: float = 1.0,
   if schedule == "cosine":
     return cosine_momentum(ctx.step, base=base, total_steps=ctx.total_steps, final=final)
   raise ValueError(f"unknown momentum schedule {schedule!r}; expected 'cosine' or 'constant'.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EMATeacherMixin:
+  """Extra state and post-step update of a method with an EMA teacher.
+
+  Gives a method `base_momentum` / `final_momentum` fields (cosine schedule),
+  a teacher initialised as a copy of the online encoder + projector, its EMA
+  update after each step, and the momentum as a logged metric. The method's
+  loss returns ``updates={"teacher_batch_stats": ...}`` (`teacher_stats`).
+  """
+  base_momentum: float = 0.996
+  final_momentum: float = 1.0
+
+  def init_extra(self, *, model, params, batch_stats, key):
+    del model, key
+    return {"teacher": init_teacher(params, batch_stats)}
+
+  def momentum(self, ctx: StepContext) -> jax.Array:
+    return momentum_at(ctx, base=self.base_momentum, final=self.final_momentum)
+
+  def update_extra(self, ctx, extra, *, params, batch_stats, updates):
+    return {**extra, "teacher": update_teacher(
+        extra["teacher"], params, updates["teacher_batch_stats"],
+        momentum=self.momentum(ctx))}
+
+  def extra_metrics(self, ctx, extra):
+    del extra
+    return {"momentum": self.momentum(ctx)}
+
+
+def predictor_and_teacher(ctx: StepContext, params: dict, batch_stats: dict, extra: dict,
+                          x: jax.Array, num_views: int):
+  """The BYOL / MoCo v3 forward: online projection + prediction, teacher target.
+
+  `x` holds `num_views` interleaved views. Returns (model, z, predictions,
+  targets, teacher) where predictions/targets are per-view tuples and the
+  targets carry no gradient.
+  """
+  from ssl_jax.methods.base import deinterleave_views
+  model = ctx.merge(params, batch_stats)
+  _, z = model(x, train=True)
+  predictions = deinterleave_views(model.predictor(z, train=True), num_views)
+  teacher = merge_teacher(ctx, params, batch_stats, extra["teacher"])
+  _, t = teacher(x, train=True)
+  targets = deinterleave_views(jax.lax.stop_gradient(t), num_views)
+  return model, z, predictions, targets, teacher
