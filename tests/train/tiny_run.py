@@ -17,7 +17,6 @@ import time
 
 
 def build(method_name: str):
-  import optax
 
   from ssl_jax import methods
   from ssl_jax.data import load_dataset
