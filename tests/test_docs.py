@@ -3,7 +3,8 @@
 Every ```python block of docs/**/*.md is executed on the CPU, page by page:
 the blocks of one page run in order in one namespace (later blocks use the
 names earlier ones define), in a temporary working directory so that
-examples writing files (workdirs, PNGs) leave nothing in the checkout. A
+examples writing files (workdirs, PNGs) leave nothing in the checkout
+(`experiments/` is linked into it, for the config paths the pages use). A
 block is left out when the line just before its opening fence is the marker
 `<!-- skip -->` (for commands that need a GPU, several hosts or data that is
 not here); skipped blocks must still compile.
@@ -20,6 +21,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -75,8 +77,16 @@ def test_pages_found():
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
 def test_page_examples_run(page, tmp_path, monkeypatch):
+  # The pages say their examples run from the root of a checkout; the
+  # configs are linked in so that relative paths such as
+  # experiments/configs/quickstart.py resolve from the temporary directory.
+  (tmp_path / "experiments").symlink_to(ROOT / "experiments")
   monkeypatch.chdir(tmp_path)
-  namespace = {"__name__": f"docs_{page.stem}"}
+  # A real module in sys.modules, so that what the examples define behaves as
+  # it would in a file (dataclasses look their module up by name).
+  module = types.ModuleType(f"docs_example_{page.stem}")
+  monkeypatch.setitem(sys.modules, module.__name__, module)
+  namespace = module.__dict__
   ran = 0
   for block in python_blocks(page):
     if block.skip:
