@@ -72,7 +72,7 @@ RUNNABLE = [p for p in PAGES if any(not b.skip for b in python_blocks(p))]
 
 def test_pages_found():
   # Guards the collection itself: an empty glob would make every test vacuous.
-  assert len(PAGES) >= 10 and len(RUNNABLE) >= 4, (PAGES, RUNNABLE)
+  assert len(PAGES) >= 10 and len(RUNNABLE) >= 6, (PAGES, RUNNABLE)
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
@@ -134,6 +134,36 @@ def test_snippet_includes_exist():
 
 def _have(*modules: str) -> bool:
   return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+@pytest.mark.skipif(not _have("mkdocs", "markdown"),
+                    reason="needs the docs extra: pip install -e '.[docs]'")
+def test_doctest_runs_are_fenced():
+  """The build hook turns `>>>` runs into pycon fences, and only those."""
+  spec = importlib.util.spec_from_file_location(
+      "doctest_blocks", DOCS / "hooks" / "doctest_blocks.py")
+  hook = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(hook)
+  lines = ["Text.", ">>> f(1)  # doctest: +SKIP", "[0.5, 1.5]", "", "More.",
+           "```python", ">>> left alone", "```"]
+  assert hook.fence_doctests(lines) == [
+      "Text.", "", "```pycon", ">>> f(1)", "[0.5, 1.5]", "```", "", "",
+      "More.", "```python", ">>> left alone", "```"]
+
+
+@pytest.mark.skipif(not _have("mkdocs", "markdown"),
+                    reason="needs the docs extra: pip install -e '.[docs]'")
+def test_indented_blocks_are_fenced_outside_lists():
+  """Docstring formulas keep their lines; list continuations stay Markdown."""
+  spec = importlib.util.spec_from_file_location(
+      "doctest_blocks", DOCS / "hooks" / "doctest_blocks.py")
+  hook = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(hook)
+  lines = ["The loss:", "", "  a  = 1", "    b = 2", "", "Text.", "",
+           "- item", "", "  loose paragraph", "", "!!! note", "    body"]
+  assert hook.fence_indented_blocks(lines) == [
+      "The loss:", "", "```text", "a  = 1", "  b = 2", "```", "", "Text.", "",
+      "- item", "", "  loose paragraph", "", "!!! note", "    body"]
 
 
 @pytest.mark.skipif(not _have("mkdocs", "material", "mkdocstrings",
