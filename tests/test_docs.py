@@ -5,12 +5,14 @@ the blocks of one page run in order in one namespace (later blocks use the
 names earlier ones define), in a temporary working directory so that
 examples writing files (workdirs, PNGs) leave nothing in the checkout
 (`experiments/` is linked into it, for the config paths the pages use). A
-block is left out when the line just before its opening fence is the marker
-`<!-- skip -->` (for commands that need a GPU, several hosts or data that is
-not here); skipped blocks must still compile.
+block is left out when the last non-blank line before its opening fence is
+the marker `<!-- skip -->` (for commands that need a GPU, several hosts, a
+finished run or data that is not here); skipped blocks must still compile.
 
 `mkdocs build --strict` runs when MkDocs, Material and mkdocstrings are
-installed (the project's `docs` extra), and is skipped otherwise.
+installed (the project's `docs` extra), and is skipped otherwise; so are the
+tests of the build hook that fences doctests and preformatted docstring
+blocks (docs/hooks/doctest_blocks.py).
 """
 from __future__ import annotations
 
