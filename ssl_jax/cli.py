@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Sequence
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
@@ -259,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     from ssl_jax.data import DataNotFoundError
     from ssl_jax.train.checkpoint import ConfigMismatchError
+    from ssl_jax.train.loop import NonFiniteLossError
+    if isinstance(e, NonFiniteLossError):
+      print(f"ssl-jax: training stopped: {e}", file=sys.stderr)
+      return EXIT_FAILURE
     if isinstance(e, ConfigMismatchError):
       print(f"ssl-jax: error: {e} (pass --force to resume anyway)", file=sys.stderr)
       return EXIT_USAGE

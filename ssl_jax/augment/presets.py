@@ -197,8 +197,8 @@ def byol(key: jax.Array, images: jax.Array, *, size: int | None = None,
   return views[0], views[1]
 
 
-def multi_crop(key: jax.Array, images: jax.Array, *, global_size: int,
-               local_size: int, num_local: int = 6,
+def multi_crop(key: jax.Array, images: jax.Array, *, global_size: int | None = None,
+               local_size: int | None = None, num_local: int = 6,
                global_scale: Sequence[float] = (0.4, 1.0),
                local_scale: Sequence[float] = (0.05, 0.4),
                mean: Sequence[float] | None = None,
@@ -211,7 +211,8 @@ def multi_crop(key: jax.Array, images: jax.Array, *, global_size: int,
   crops (`local_scale`, to `local_size`), all with flip, colour jitter
   (0.4, 0.4, 0.2, 0.1) p=0.8 and grayscale p=0.2. DINO's asymmetric blur and
   solarize: global view 1 blur p=1.0, global view 2 blur p=0.1 and solarize
-  p=0.2, local views blur p=0.5.
+  p=0.2, local views blur p=0.5. By default the global crops keep the input
+  size and the local crops are 96/224 of it (DINO's 224 / 96 pixels).
 
   Returns:
     `((g1, g2), (l1, ..., l_num_local))`, globals [B, global_size,
@@ -223,6 +224,8 @@ def multi_crop(key: jax.Array, images: jax.Array, *, global_size: int,
   (2, 3, (8, 10, 10, 3), (8, 4, 4, 3))
   """
   _, global_hw, mean, std = _resolve(images, global_size, mean, std, dtype)
+  if local_size is None:
+    local_size = tuple(max(1, round(side * 96 / 224)) for side in global_hw)
   local_hw = _checks.check_size(local_size, name="local_size")
   num_local = _checks.check_int(num_local, name="num_local", low=0)
   global_scale = _checks.check_interval(global_scale, name="global_scale",

@@ -59,7 +59,7 @@ def supply_hints(name: str, files: str) -> list[str]:
   """Standard ways to supply the files of a file-based data set."""
   return [
       f"put {files} in a folder and pass data_dir=<that folder> "
-      f"(load_dataset({name!r}, data_dir=...) or --config.data_dir=...)",
+      f"(load_dataset({name!r}, data_dir=...) or --config.data.data_dir=...)",
       f"or put them in ${DATA_ENV_VAR}/{name}/ or "
       f"{os.path.join(user_data_root(), name)}/",
   ]

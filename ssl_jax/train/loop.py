@@ -128,7 +128,10 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
   if total_steps < 1:
     raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
   monitor_every = log_every if monitor_every is None else monitor_every
-  config = dict(config or {})
+  # Without a config, the method's own description stands in for it, so a
+  # workdir of another method or model still fails with a clear mismatch.
+  config = dict(config) if config else {
+      "method": repr(method), "global_batch_size": global_batch_size, "seed": seed}
   fingerprint = ckpt_lib.config_fingerprint(config)
   is_chief = jax.process_index() == 0
 
@@ -144,15 +147,28 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
   position = iterator.state()
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
 
-  restored = checkpointer.restore_latest(state) if checkpointer.latest_step() is not None else None
-  if restored is not None:
-    step0, state, position, meta = restored
+  def check_fingerprint(meta: dict, at_step: int) -> None:
     if meta.get("config_fingerprint") != fingerprint and not force:
       checkpointer.close()
       raise ckpt_lib.ConfigMismatchError(
-          f"{workdir} holds a checkpoint (step {step0}) of another config "
+          f"{workdir} holds a checkpoint (step {at_step}) of another config "
           f"(fingerprint {meta.get('config_fingerprint')} vs {fingerprint}); "
           "use a new workdir, or force to resume with the new config.")
+
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    # Compare configs before restoring: a checkpoint of another model would
+    # not fit this state's shapes and would read as damaged.
+    try:
+      latest_meta = checkpointer.read_meta(latest)
+    except Exception:  # damaged: restore_latest warns and falls back
+      latest_meta = None
+    if latest_meta is not None:
+      check_fingerprint(latest_meta, latest)
+  restored = checkpointer.restore_latest(state) if latest is not None else None
+  if restored is not None:
+    step0, state, position, meta = restored
+    check_fingerprint(meta, step0)
     iterator.restore(position)
     writer.truncate_after(step0)
     log.info("resumed from step %d in %s", step0, workdir)

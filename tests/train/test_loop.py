@@ -112,6 +112,14 @@ def test_resuming_with_another_config_is_refused(reference):
     tiny_run.main([ref_dir, "--steps", str(STEPS + 1)])
 
 
+def test_a_checkpoint_of_another_model_is_a_config_mismatch(reference, tmp_path):
+  # BYOL's state has other leaves than SimCLR's: the configs must be compared
+  # before restoring, or the checkpoint would read as damaged.
+  ref_dir, _ = reference
+  with pytest.raises(ckpt_lib.ConfigMismatchError, match="another config"):
+    tiny_run.main([ref_dir, "--steps", str(STEPS), "--method", "byol"])
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _NanAfterTwo(tiny_run_method := type(tiny_run.build("simclr")[0])):
   def loss(self, ctx, params, batch_stats, extra, batch):
