@@ -40,6 +40,7 @@ Writes `losses_<platform>.{json,md}` to `--out` (default experiments/results).
 from __future__ import annotations
 
 import argparse
+import os
 import functools
 import sys
 from typing import Any, Sequence
@@ -47,7 +48,13 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from experiments.bench import _common
+if __package__ != "experiments.bench":
+  # Loaded by path (`ssl-jax bench NAME`): make this checkout importable so
+  # the sibling modules below (and its ssl_jax) are the ones next to this file.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+
+from experiments.bench import _common  # noqa: E402
 from ssl_jax import losses as losses_lib
 
 DEFAULT_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
@@ -226,7 +233,13 @@ def _markdown(report: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> int:
+  """Command-line entry (`ssl-jax bench NAME`): runs `benchmark`; returns 0."""
+  benchmark(argv)
+  return 0
+
+
+def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark, prints a table, writes JSON + markdown; returns the report."""
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = argparse.ArgumentParser(prog="ssl-jax bench losses",

@@ -470,7 +470,13 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> int:
+  """Command-line entry: runs `benchmark`; returns 0."""
+  benchmark(argv)
+  return 0
+
+
+def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the requested peer benchmarks; writes JSON (+ markdown unless --json)."""
   argv = list(sys.argv[1:] if argv is None else argv)
   args = _parser().parse_args(argv)

@@ -41,7 +41,7 @@ def test_timed_function_is_nt_xent_with_gradients(seed):
 
 
 def test_quick_run_writes_json_and_markdown(tmp_path):
-  report = bench.main(["--quick", "--out", str(tmp_path), "--no-torch"])
+  report = bench.benchmark(["--quick", "--out", str(tmp_path), "--no-torch"])
   platform = jax.devices()[0].platform
   assert sorted(os.listdir(tmp_path)) == [f"losses_{platform}.json", f"losses_{platform}.md"]
   with open(tmp_path / f"losses_{platform}.json") as f:
