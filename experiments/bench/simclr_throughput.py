@@ -303,7 +303,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
       "temperature": args.temperature, "peak_tflops": peak,
       "dataset_size": dataset_size, "torch": peer, "notes": args.notes,
       "reference": None if args.augment else REFERENCE_NO_AUGMENT,
-      "setup": (f"SimCLR {args.encoder} (CIFAR stem, width {width:g}), "
+      "setup": (f"SimCLR {args.encoder} ({'CIFAR stem, ' if args.encoder.startswith('resnet') else ''}"
+                f"width {width:g}), "
                 f"{image_size}x{image_size} inputs, 2 views, {args.dtype} compute, projector "
                 f"hidden {hidden} -> {proj_dim} (Linear-BN-ReLU-Linear), LARS, "
                 + ("`augment.simclr` (blur off) inside the step" if args.augment else
