@@ -58,7 +58,7 @@ from experiments.bench import _common  # noqa: E402
 from ssl_jax import losses as losses_lib
 
 DEFAULT_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
-QUICK_SIZES = [64, 256]
+QUICK_SIZES = [128]
 DEFAULT_BLOCK_SIZES = [1024, 2048, 4096]
 QUICK_BLOCK_SIZES = [64]
 TARGET_SIZE_TIME, TARGET_MS = 8192, 0.35
@@ -80,8 +80,17 @@ def implementations(block_sizes: Sequence[int], *, dense: bool = True,
 
 
 def loss_and_grads(kwargs: dict[str, Any], temperature: float):
-  """jit of (z1, z2) -> (loss, (dz1, dz2)) for one implementation."""
-  loss = functools.partial(losses_lib.nt_xent, temperature=temperature, **kwargs)
+  """jit of (z1, z2) -> (loss, (dz1, dz2)) for one implementation.
+
+  Memoised, so that asking twice for the same configuration reuses jit's
+  compilation cache.
+  """
+  return _loss_and_grads(tuple(sorted(kwargs.items())), temperature)
+
+
+@functools.lru_cache(maxsize=None)
+def _loss_and_grads(kwargs: tuple[tuple[str, Any], ...], temperature: float):
+  loss = functools.partial(losses_lib.nt_xent, temperature=temperature, **dict(kwargs))
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
@@ -140,6 +149,79 @@ def _run(record: dict[str, Any], *, repeats: int, iters: int, limit: int | None,
           f"(<= {(prior - before.get('bytes_in_use', 0)) / 2**20:,.0f} MiB)")
     return max(peak, prior)
   return high_water
+
+
+def _print_row(record: dict[str, Any]) -> None:
+  shown = _common.fmt(record["ms"], ".3f") if record["ms"] is not None else record["status"]
+  print(f"{record['rows_2n']:>8} {record['dtype']:>9} {record['implementation']:>16} "
+        f"{shown:>10} {_common.fmt(_common.mib(record['compiled_bytes']), ',.1f'):>13}",
+        flush=True)
+
+
+def _measure_in_process(args: argparse.Namespace, *, sizes: Sequence[int], dim: int,
+                        block_sizes: Sequence[int], repeats: int) -> list[dict[str, Any]]:
+  """Compiles every configuration, then runs them in increasing estimated memory."""
+  records = []
+  for dtype in args.dtypes:
+    for label, kwargs in implementations(block_sizes, dense=args.dense,
+                                         blockwise=args.blockwise):
+      for rows in sizes:
+        records.append(_compile(label, kwargs, rows=rows, dim=dim, dtype=dtype,
+                                temperature=args.temperature))
+  stats = _common.device_memory_stats()
+  limit = stats.get("bytes_limit") if stats else None
+  high_water = None
+  order = sorted(range(len(records)),
+                 key=lambda i: (records[i]["compiled_bytes"] or 0, records[i]["rows_2n"]))
+  print(f"{'2N':>8} {'dtype':>9} {'implementation':>16} {'ms':>10} {'compiled MiB':>13}")
+  for i in order:
+    record = records[i]
+    if "_compiled" in record:
+      high_water = _run(record, repeats=repeats,
+                        iters=args.iters or _iters_for(record["rows_2n"], args.quick),
+                        limit=limit, high_water=high_water)
+    _print_row(record)
+  return records
+
+
+def _measure_isolated(args: argparse.Namespace, *, sizes: Sequence[int], dim: int,
+                      block_sizes: Sequence[int], repeats: int) -> list[dict[str, Any]]:
+  """Runs each configuration as `losses.py` in a child process; merges the rows."""
+  import json
+  import subprocess
+  import tempfile
+  root = os.path.dirname(os.path.dirname(_common.BENCH_DIR))
+  records = []
+  for dtype in args.dtypes:
+    for label, kwargs in implementations(block_sizes, dense=args.dense,
+                                         blockwise=args.blockwise):
+      which = (["--no-blockwise"] if label == "dense" else
+               ["--no-dense", "--block-sizes", str(kwargs["block_size"])])
+      for rows in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+          cmd = [sys.executable, "-m", "experiments.bench.losses", "--sizes", str(rows),
+                 "--dtypes", dtype, "--dim", str(dim), "--temperature", str(args.temperature),
+                 "--repeats", str(repeats), "--no-torch", "--out", tmp, *which]
+          if args.iters:
+            cmd += ["--iters", str(args.iters)]
+          if args.quick:
+            cmd.append("--quick")
+          proc = subprocess.run(cmd, cwd=root, text=True, capture_output=True)
+          found = [f for f in os.listdir(tmp) if f.endswith(".json")]
+          if proc.returncode == 0 and found:
+            with open(os.path.join(tmp, found[0])) as f:
+              (record,) = json.load(f)["results"]
+          else:
+            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
+            record = {"implementation": label, "dtype": dtype, "rows_2n": rows, "dim": dim,
+                      "ms": None, "compiled_bytes": None, "measured_peak_bytes": None,
+                      "measured_peak_note": None,
+                      "status": ("OOM" if _common.is_oom(RuntimeError(tail))
+                                 else f"error: child exit {proc.returncode}: {tail}"[:300])}
+        record["isolated"] = True
+        records.append(record)
+        _print_row(record)
+  return records
 
 
 def _iters_for(rows: int, quick: bool) -> int:
@@ -258,6 +340,9 @@ def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--repeats", type=int, default=None)
   parser.add_argument("--iters", type=int, default=None,
                       help="calls per repeat (default: by size)")
+  parser.add_argument("--isolate", action="store_true",
+                      help="run every configuration in a fresh child process, so that "
+                           "each measured GPU peak is exact (slower: one start per run)")
   parser.add_argument("--notes", default="", help="free text for the report (profile findings)")
   _common.add_torch_flag(parser)
   args = parser.parse_args(argv)
@@ -287,39 +372,29 @@ def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
     peer = {"skipped": "--no-torch" if args.torch is False else
             "torch is not importable in this environment"}
 
+  # With --isolate each configuration runs in its own child process, before
+  # this process starts the JAX backend (which would hold most of the GPU).
+  isolated = (_measure_isolated(args, sizes=sizes, dim=dim, block_sizes=block_sizes,
+                                repeats=repeats) if args.isolate else None)
+
   report = _common.metadata("losses", argv, quick=args.quick)
   report.update({"dim": dim, "temperature": args.temperature, "sizes": sizes,
                  "dtypes": args.dtypes, "block_sizes": block_sizes,
-                 "memory_method": "compiled estimate (memory_analysis) always; measured "
-                                  "allocator peak on GPU/TPU when it rose above earlier "
-                                  "configurations (run in increasing estimated memory)",
+                 "memory_method": (
+                     "compiled estimate (memory_analysis) always; measured allocator peak "
+                     "on GPU/TPU, "
+                     + ("each configuration in a fresh process (--isolate)" if args.isolate
+                        else "when it rose above earlier configurations (run in "
+                        "increasing estimated memory)")),
                  "torch": peer, "notes": args.notes})
   if peer and "environment" in peer:
     report["torch_version"] = peer["environment"]["torch_version"]
 
-  records = []
-  for dtype in args.dtypes:
-    for label, kwargs in implementations(block_sizes, dense=args.dense,
-                                         blockwise=args.blockwise):
-      for rows in sizes:
-        records.append(_compile(label, kwargs, rows=rows, dim=dim, dtype=dtype,
-                                temperature=args.temperature))
-  stats = _common.device_memory_stats()
-  limit = stats.get("bytes_limit") if stats else None
-  high_water = None
-  order = sorted(range(len(records)),
-                 key=lambda i: (records[i]["compiled_bytes"] or 0, records[i]["rows_2n"]))
-  print(f"{'2N':>8} {'dtype':>9} {'implementation':>16} {'ms':>10} {'compiled MiB':>13}")
-  for i in order:
-    record = records[i]
-    if "_compiled" in record:
-      high_water = _run(record, repeats=repeats,
-                        iters=args.iters or _iters_for(record["rows_2n"], args.quick),
-                        limit=limit, high_water=high_water)
-    shown = _common.fmt(record["ms"], ".3f") if record["ms"] is not None else record["status"]
-    print(f"{record['rows_2n']:>8} {record['dtype']:>9} {record['implementation']:>16} "
-          f"{shown:>10} {_common.fmt(_common.mib(record['compiled_bytes']), ',.1f'):>13}",
-          flush=True)
+  if isolated is not None:
+    records = isolated
+  else:
+    records = _measure_in_process(args, sizes=sizes, dim=dim, block_sizes=block_sizes,
+                                  repeats=repeats)
   for record in records:
     record.pop("_compiled", None)
   report["results"] = records

@@ -51,7 +51,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert key in saved, key
   assert saved["torch"] == {"skipped": "--no-torch"}
   rows = saved["results"]
-  # 2 sizes x 2 dtypes x (dense + one block size).
+  # sizes x 2 dtypes x (dense + one block size).
   assert len(rows) == len(bench.QUICK_SIZES) * 2 * 2
   assert {r["implementation"] for r in rows} == {"dense", "blockwise-64"}
   for r in rows:
@@ -59,5 +59,14 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert r["compiled_bytes"] is None or r["compiled_bytes"] > 0
   assert [t["measured"] for t in saved["targets"]] == [None, None]
   markdown = (tmp_path / f"losses_{platform}.md").read_text()
-  assert "| 256 | float32 | dense |" in markdown and "## Targets" in markdown
+  assert "| 128 | float32 | dense |" in markdown and "## Targets" in markdown
   assert report["results"] == rows
+
+
+def test_isolated_run_merges_child_results(tmp_path):
+  report = bench.benchmark(["--quick", "--isolate", "--sizes", "32", "--dtypes", "float32",
+                            "--no-blockwise", "--no-torch", "--out", str(tmp_path)])
+  (row,) = report["results"]
+  assert row["isolated"] and row["status"] == "ok" and row["ms"] > 0
+  assert (row["implementation"], row["dtype"], row["rows_2n"]) == ("dense", "float32", 32)
+  assert "fresh process" in report["memory_method"]

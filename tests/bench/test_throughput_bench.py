@@ -44,21 +44,19 @@ def test_simclr_quick_run(tmp_path):
   assert "| simclr | 16 |" in markdown and "PyTorch peer: skipped" in markdown
 
 
-def test_resnet50_quick_run_simclr_and_byol(tmp_path):
+def test_resnet50_quick_run_byol(tmp_path):
+  # BYOL only: the SimCLR step is already compiled by the test above.
   resnet50_throughput.main(["--quick", "--out", str(tmp_path), "--no-torch",
-                            "--encoder", "small_convnet", "--no-augment"])
+                            "--encoder", "small_convnet", "--no-augment", "--methods", "byol"])
   platform = jax.devices()[0].platform
   saved = _load(tmp_path / f"resnet50_throughput_{platform}.json")
-  assert [r["method"] for r in saved["results"]] == ["simclr", "byol"]
-  simclr, byol = saved["results"]
-  if simclr["xla_flops_per_step"] and byol["xla_flops_per_step"]:
-    # BYOL adds two teacher forwards and a predictor to the same encoder.
-    assert byol["xla_flops_per_step"] > simclr["xla_flops_per_step"]
+  (byol,) = saved["results"]
+  assert byol["method"] == "byol" and byol["batch"] == 16 and byol["images_per_s"] > 0
+  assert byol["xla_flops_per_step"] is None or byol["xla_flops_per_step"] > 0
   (target,) = saved["targets"]
-  np.testing.assert_allclose(target["measured"], simclr["images_per_s"])
-  if platform == "cpu":
-    assert target["met"] is False  # a CPU smoke run is far from 3,500 images/s
-  assert (tmp_path / f"resnet50_throughput_{platform}.md").exists()
+  assert target["measured"] is None and "SimCLR not in --methods" in target["text"]
+  markdown = (tmp_path / f"resnet50_throughput_{platform}.md").read_text()
+  assert "| byol | 16 |" in markdown
 
 
 def test_unknown_method_is_rejected(tmp_path):
