@@ -323,11 +323,18 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
   report["results"] = []
   print(f"{'batch':>6} {'ms/step':>9} {'images/s':>10} {'MFU xla':>8} {'stall %':>8}")
   for batch in batch_sizes:
-    record = bench_batch(method, batch_size=batch, image_size=image_size, dataset=dataset,
-                         repeats=repeats, iters=iters, pipeline=args.pipeline,
-                         peak_tflops=peak,
-                         analytic_gflop_per_image=RESNET18_CIFAR_GFLOP_PER_IMAGE
-                         if standard else None)
+    try:
+      record = bench_batch(method, batch_size=batch, image_size=image_size, dataset=dataset,
+                           repeats=repeats, iters=iters, pipeline=args.pipeline,
+                           peak_tflops=peak,
+                           analytic_gflop_per_image=RESNET18_CIFAR_GFLOP_PER_IMAGE
+                           if standard else None)
+    except Exception as e:  # an out-of-memory batch size is a result, not a crash
+      if not _common.is_oom(e):
+        raise
+      print(f"{batch:>6} OOM", flush=True)
+      report.setdefault("oom", []).append({"method": "simclr", "batch": batch})
+      continue
     record["method"] = "simclr"
     report["results"].append(record)
     print(f"{batch:>6} {record['ms_per_step']:>9.2f} {record['images_per_s']:>10,.0f} "
@@ -337,7 +344,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
   for t in report["targets"]:
     print(t["text"].replace("**", ""))
   title = "SimCLR ResNet-18 CIFAR throughput" + ("" if args.augment else " (no augmentation)")
-  _common.write_report(report, markdown(report, title=title), args.out)
+  page = markdown(report, title=title)
+  if report.get("oom"):
+    page += "\nOut of memory: " + ", ".join(f"batch {o['batch']}" for o in report["oom"]) + "\n"
+  _common.write_report(report, page, args.out)
   return report
 
 

@@ -345,8 +345,11 @@ def bench_simclr(*, arch: str, batch_sizes: Sequence[int], image_size: int,
       def make_step(forward):
         def step():
           with torch.no_grad():
-            x = torch.cat([views_fn(images, size=image_size, generator=gen),
-                           views_fn(images, size=image_size, generator=gen)])
+            v1 = views_fn(images, size=image_size, generator=gen)
+            v2 = views_fn(images, size=image_size, generator=gen)
+            if not augment:  # as the JAX side: the image and its mirror image
+              v2 = v2.flip(-1)
+            x = torch.cat([v1, v2])
           x = x.contiguous(memory_format=torch.channels_last)
           opt.zero_grad(set_to_none=True)
           loss = forward(x)
