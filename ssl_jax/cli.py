@@ -234,7 +234,9 @@ def _cmd_bench(args) -> int:
   spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return int(module.main(list(args.args)) or 0)
+  rc = module.main(list(args.args))
+  # Some benchmarks return their report rather than an exit status.
+  return rc if isinstance(rc, int) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,3 +119,10 @@ def test_overrides_keep_types():
   assert c.data.download is True and c.method_kwargs.temperature == 0.2
   with pytest.raises(KeyError, match="unknown config key"):
     experiment.apply_overrides(c, ["optimizer.lr=1"])
+
+
+def test_bench_runs_a_benchmark_by_name(tmp_path):
+  # augment_throughput's main returns its report: still exit status 0.
+  assert cli.main(["bench", "augment_throughput", "--quick", "--out", str(tmp_path)]) == 0
+  report = json.load(open(tmp_path / "augment_throughput_cpu.json"))
+  assert report["results"] and all(r["images_per_s"] > 0 for r in report["results"])
