@@ -35,6 +35,7 @@ drives the whole encoder); a fully frozen encoder runs in eval mode.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -471,6 +472,7 @@ def accuracy(model: TransferModel, images: Any, labels: Any, *,
   return correct / max(len(images), 1)
 
 
+@functools.lru_cache(maxsize=16)
 def _predict_fn(graphdef, preprocess):
   @jax.jit
   def predict(state, images):

@@ -164,3 +164,16 @@ def test_fine_tuning_improves_accuracy(workdir, digits):
   assert losses[-1] < losses[0]
   # Every part moved, the backbone at a tenth of the head's learning rate.
   assert all(jax.tree.leaves(_moved(before, after)[0]))
+
+
+def test_sparse_coding_encoder_round_trip(tmp_path):
+  from ssl_jax.methods.sparse_coding import SparseCodingEncoder
+  enc = SparseCodingEncoder((4, 4, 1), num_atoms=6, l1_penalty=0.05, num_iterations=10,
+                            rngs=nnx.Rngs(3))
+  spec = transfer.EncoderSpec("sparse_coding", {"num_atoms": 6, "l1_penalty": 0.05,
+                                                "num_iterations": 10, "normalize": True},
+                              (4, 4, 1))
+  loaded = transfer.load_encoder(transfer.export_encoder(enc, str(tmp_path / "sc"), spec=spec))
+  images = np.random.default_rng(0).integers(0, 256, size=(5, 4, 4, 1))
+  np.testing.assert_array_equal(np.asarray(loaded.dictionary()), np.asarray(enc.dictionary()))
+  np.testing.assert_array_equal(_features(loaded, images), _features(enc, images))

@@ -159,17 +159,19 @@ def sparse_coding_terms(x: jax.Array, dictionary: jax.Array,
 
 
 def dictionary_loss(weights: jax.Array, x: jax.Array, *, l1_penalty: float,
-                    num_iterations: int = 50) -> tuple[jax.Array, dict]:
+                    num_iterations: int = 50) -> tuple[jax.Array, tuple[dict, jax.Array]]:
   """The dictionary-learning loss of unconstrained weights V [P, K] on x [B, P].
 
   D = V / ||V||_col; h = stop_gradient(FISTA(x, D)); loss = mean
   1/2 ||x - D h||^2 + lambda ||h||_1. Its gradient reaches V only through
   the reconstruction term (the codes are constants), which is the dictionary
-  update of Olshausen & Field. Returns the loss and metrics (reconstruction,
-  l1, fraction of non-zero codes).
+  update of Olshausen & Field. Returns the loss and, as auxiliary output
+  for `jax.value_and_grad(..., has_aux=True)`, (metrics, codes): the
+  metrics are the reconstruction term, the l1 term and the fraction of
+  non-zero codes; codes are [B, K].
 
   >>> v = jnp.eye(3)
-  >>> loss, m = dictionary_loss(v, jnp.array([[1.0, 0.0, 0.0]]), l1_penalty=0.1)
+  >>> loss, (m, codes) = dictionary_loss(v, jnp.array([[1.0, 0.0, 0.0]]), l1_penalty=0.1)
   >>> print(f"{loss:.3f} {m['recon']:.3f}")
   0.095 0.005
   """
@@ -180,7 +182,7 @@ def dictionary_loss(weights: jax.Array, x: jax.Array, *, l1_penalty: float,
   recon, l1 = sparse_coding_terms(x, d, codes)
   metrics = {"recon": recon, "l1": l1,
              "nonzero_fraction": jnp.mean((codes != 0).astype(jnp.float32))}
-  return recon + l1_penalty * l1, metrics
+  return recon + l1_penalty * l1, (metrics, codes)
 
 
 def flatten_signals(images: jax.Array, *, normalize: bool) -> jax.Array:
@@ -289,7 +291,8 @@ class SparseCoding(Method):
   def loss(self, ctx: StepContext, params, batch_stats, extra, batch):
     encoder = ctx.merge(params, batch_stats).encoder
     x = encoder.signals(batch["image"])
-    loss, metrics = dictionary_loss(params["encoder"]["weights"], x,
-                                    l1_penalty=encoder.l1_penalty,
-                                    num_iterations=encoder.num_iterations)
-    return loss, LossOutput(batch_stats=batch_stats, metrics=metrics)
+    loss, (metrics, codes) = dictionary_loss(params["encoder"]["weights"], x,
+                                             l1_penalty=encoder.l1_penalty,
+                                             num_iterations=encoder.num_iterations)
+    # The codes are the representation: the loop's collapse monitor watches them.
+    return loss, LossOutput(batch_stats=batch_stats, metrics=metrics, embeddings=codes)
