@@ -5,7 +5,9 @@ with one planted bigram "a_i b_i" inserted at a random position. Filler
 words are independent of everything, so the only structure a model can learn
 is the pairing a_i <-> b_i: skip-gram must place partners next to each
 other, and a masked-token model must predict a_i from b_i (and back). The
-true answer is known, which makes the tests able to fail.
+true answer is known, which makes the tests able to fail. Hand-written:
+no library ships a corpus with a known ground truth of this kind, and real
+corpora cannot be downloaded at test time.
 """
 from __future__ import annotations
 
