@@ -16,7 +16,6 @@ import pytest
 
 from ssl_jax import experiment
 from ssl_jax import methods
-from ssl_jax.methods.base import StepContext
 from ssl_jax.methods.multitask import MultiTask, PretextTask, pretext_tasks
 from ssl_jax.methods.rotnet import RotNet
 from ssl_jax.train.state import init_train_state
@@ -106,23 +105,6 @@ def test_pretext_tasks_have_unique_names_and_paper_defaults():
     m = cls()  # Every field has a default.
     assert m.encoder_path() == ("encoder",) and not m.needs_labels
   assert MultiTask.name == "multitask"
-
-
-def test_task_loss_and_method_loss_agree():
-  """`PretextTask.loss` is `task_loss` on the merged model with the step key."""
-  method = RotNet(backbone=CONVNET)
-  batch = smooth_batch(n=8, shape=(8, 8, 1))
-  tx = optax.sgd(0.1)
-  state, graphdef = init_train_state(method, image_shape=(8, 8, 1), tx=tx, seed=0)
-  ctx = StepContext(graphdef=graphdef, step=jnp.zeros((), jnp.int32), total_steps=1,
-                    key=jax.random.key(3))
-  loss, out = method.loss(ctx, state.params, state.batch_stats, state.extra, batch)
-  model = ctx.merge(state.params, state.batch_stats)
-  direct = method.task_loss(ctx.key, model.encoder, {"classifier": model.classifier},
-                            batch["image"])
-  np.testing.assert_allclose(float(loss), float(direct.loss), rtol=1e-6)
-  assert out.embeddings.shape == (8, 16)
-  assert set(out.metrics) == {"rotation_accuracy"}
 
 
 def test_multitask_argument_errors():
