@@ -96,7 +96,11 @@ def _check_head_names(task: PretextTask, heads: Mapping[str, nnx.Module]) -> Non
 
 
 def pretext_tasks() -> dict[str, type[PretextTask]]:
-  """The image pretext tasks by `name`, for `MultiTask(tasks=(names...))`."""
+  """The image pretext tasks by `name`, for `MultiTask(tasks=(names...))`.
+
+  >>> sorted(pretext_tasks())
+  ['autoencoder', 'context_encoder', 'denoising_autoencoder', 'mae', 'rotnet']
+  """
   from ssl_jax.methods.mae import MAE
   from ssl_jax.methods.reconstruction import (Autoencoder, ContextEncoder,
                                               DenoisingAutoencoder)

@@ -30,6 +30,11 @@ alone) and its 10x weight on a 7 px band around the hole. The paper's
 encoder feeds the decoder through a channel-wise fully-connected layer from
 an AlexNet feature map; the library's encoders end in a pooled vector, so
 the decoder starts from that vector (see `ConvDecoder`).
+
+Hand-written: the loss is the library's `masked_reconstruction` (optax's
+squared error, normalised by the mask) and the masks are `ssl_jax.augment`'s;
+what is left (corruptions, batching the masks, wiring encoder and decoder)
+is the method itself, which no JAX library ships.
 """
 from __future__ import annotations
 
@@ -59,7 +64,11 @@ def _default_views() -> Views:
 
 
 def single_view(views) -> jax.Array:
-  """The first view of a preset's output (a single array or a tuple of them)."""
+  """The first view of a preset's output (a single array or a tuple of them).
+
+  >>> single_view((jnp.zeros((2, 4, 4, 1)), jnp.ones((2, 4, 4, 1)))).sum()
+  Array(0., dtype=float32)
+  """
   if isinstance(views, (tuple, list)):
     views = views[0]
   if not (hasattr(views, "ndim") and views.ndim == 4):

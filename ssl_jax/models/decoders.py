@@ -56,19 +56,20 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
 class ConvDecoder(nnx.Module):
   """Pooled features -> image: linear to a small map, then upsample + conv.
 
-  With `n = len(widths)`:
+  With `n = len(widths)` and `f = 2^(n-1)`:
 
-    m = ReLU(BN(reshape(Linear(h), [H / 2^(n-1), W / 2^(n-1), widths[0]])))
+    m = ReLU(BN(reshape(Linear(h), [ceil(H / f), ceil(W / f), widths[0]])))
     for i in 1..n-1: m = ReLU(BN(conv3x3(upsample2x(m), widths[i])))
-    x_hat = conv3x3(m, C)            (with bias, no activation)
+    x_hat = centre_crop(conv3x3(m, C), H, W)   (with bias, no activation)
 
-  The output is unbounded: the targets are normalised images. BatchNorm
-  takes its statistics from the batch when `train` is True.
+  The crop only acts when H or W is not a multiple of f (28 px with f = 8:
+  4 -> 32 px, cropped to 28). The output is unbounded: the targets are
+  normalised images. BatchNorm takes its statistics from the batch when
+  `train` is True.
 
   Args:
     in_features: width F of the representation h.
-    out_shape: (H, W, C) of the reconstructed images; H and W must be
-      divisible by 2^(len(widths) - 1).
+    out_shape: (H, W, C) of the reconstructed images.
     widths: channels of the spatial map at each resolution, coarsest first.
     dtype, param_dtype: compute and parameter dtypes.
     rngs: parameter initialisation keys.
@@ -99,15 +100,10 @@ class ConvDecoder(nnx.Module):
       _checks.check_positive_int(w, name="widths[i]", owner=owner)
     height, width, channels = (int(s) for s in out_shape)
     factor = 2 ** (len(widths) - 1)
-    if height % factor or width % factor:
-      raise ValueError(
-          f"{owner}: `out_shape` {out_shape} is not divisible by "
-          f"2^(len(widths) - 1) = {factor} (widths={widths}); use fewer "
-          "widths or an image size divisible by it.")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.in_features = in_features
     self.out_shape = (height, width, channels)
-    self.base_shape = (height // factor, width // factor, widths[0])
+    self.base_shape = (-(-height // factor), -(-width // factor), widths[0])
     self.dtype = dtype
     self.linear = nnx.Linear(
         in_features, int(np.prod(self.base_shape)), use_bias=False,
@@ -133,7 +129,11 @@ class ConvDecoder(nnx.Module):
     x = nnx.relu(self.base_bn(x, use_running_average=not train))
     for conv, bn in zip(self.convs, self.bns):
       x = nnx.relu(bn(conv(upsample_nearest(x)), use_running_average=not train))
-    return self.out(x)
+    x = self.out(x)
+    height, width, _ = self.out_shape
+    top = (x.shape[1] - height) // 2
+    left = (x.shape[2] - width) // 2
+    return x[:, top:top + height, left:left + width]
 
 
 def sincos_position_embedding(grid_size: Sequence[int], dim: int, *,

@@ -76,39 +76,42 @@ def test_mae_requires_a_vit():
     method.create_model(image_shape=(8, 8, 1), rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("norm_pix", [False, True])
-def test_mae_loss_counts_hidden_patches_only(norm_pix):
-  method = MAE(norm_pix_loss=norm_pix, views=Views(preset="fixmatch_weak", kwargs={
-      "max_translate": 0.0, "flip_p": 0.0}), **TINY)
+def test_mae_loss_counts_hidden_patches_only():
+  views = Views(preset="fixmatch_weak", kwargs={"max_translate": 0.0, "flip_p": 0.0})
+  plain = MAE(norm_pix_loss=False, views=views, **TINY)
+  normed = MAE(norm_pix_loss=True, views=views, **TINY)
   batch = smooth_batch(n=4, shape=(8, 8, 3))
-  state, graphdef = init_train_state(method, image_shape=(8, 8, 3), tx=optax.sgd(0.1),
+  state, graphdef = init_train_state(plain, image_shape=(8, 8, 3), tx=optax.sgd(0.1),
                                      seed=0)
   key = jax.random.key(7)
 
   @jax.jit
   def run(params):
     model = merge_pure(graphdef, params, {})
-    out = method.task_loss(key, model.encoder, {"decoder": model.decoder}, batch["image"])
+    heads = {"decoder": model.decoder}
+    out = plain.task_loss(key, model.encoder, heads, batch["image"])
+    out_normed = normed.task_loss(key, model.encoder, heads, batch["image"])
     # The same pieces, by hand.
     view_key, mask_key, _ = jax.random.split(key, 3)
-    x = method.views(view_key, batch["image"])
+    x = views(view_key, batch["image"])
     keep, mask, restore = random_masking(mask_key, batch_size=4, num_patches=4,
                                          mask_ratio=0.75)
     pred = model.decoder(model.encoder.tokens(x, keep_indices=keep), restore)
-    return out.loss, out.embeddings, x, mask, pred
+    return out.loss, out_normed.loss, out.embeddings, x, mask, pred
 
-  loss, emb, x, mask, pred = (np.asarray(a, np.float64) for a in run(state.params))
+  loss, loss_normed, emb, x, mask, pred = (np.asarray(a, np.float64)
+                                           for a in run(state.params))
+  np.testing.assert_array_equal(mask.sum(1), 3)
+  assert emb.shape == (4, 16)
   # Float64 reference: patchify by hand, [B, 2, 4, 2, 4, C] -> [B, 4, 48].
   target = x.reshape(4, 2, 4, 2, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 4, 48)
-  if norm_pix:
-    target = (target - target.mean(-1, keepdims=True)) / np.sqrt(
-        target.var(-1, ddof=1, keepdims=True) + 1e-6)
-  per_patch = ((pred - target) ** 2).mean(-1)
-  ref = (per_patch * mask).sum() / mask.sum()
-  np.testing.assert_allclose(loss, ref, rtol=1e-5)
-  np.testing.assert_array_equal(mask.sum(1), 3)
-  assert abs(ref - per_patch.mean()) > 1e-6  # Visible patches would change it.
-  assert emb.shape == (4, 16)
+  normed_target = (target - target.mean(-1, keepdims=True)) / np.sqrt(
+      target.var(-1, ddof=1, keepdims=True) + 1e-6)
+  for value, t in ((loss, target), (loss_normed, normed_target)):
+    per_patch = ((pred - t) ** 2).mean(-1)
+    ref = (per_patch * mask).sum() / mask.sum()
+    np.testing.assert_allclose(value, ref, rtol=1e-5)
+    assert abs(ref - per_patch.mean()) > 1e-6  # Visible patches would change it.
 
 
 def test_mae_lowers_loss_on_a_fixed_batch():
