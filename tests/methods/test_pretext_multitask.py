@@ -8,7 +8,9 @@ from ssl_jax import experiment
 from ssl_jax import methods
 from ssl_jax.methods.mae import MAE
 from ssl_jax.methods.multitask import MultiTask, pretext_tasks
-from ssl_jax.methods.reconstruction import Autoencoder
+from ssl_jax.methods.reconstruction import (Autoencoder, ContextEncoder,
+                                            DenoisingAutoencoder)
+from ssl_jax.methods.rotnet import RotNet
 from ssl_jax.train import loop
 from ssl_jax.train.metrics import read_metrics
 from tests.methods.test_pretext_common import (CONVNET, assert_learns, pretrain_tiny,
@@ -16,22 +18,30 @@ from tests.methods.test_pretext_common import (CONVNET, assert_learns, pretrain_
 from tests.methods.test_pretext_mae import TINY as TINY_MAE
 
 
-def test_multitask_sums_weighted_task_losses_and_logs_each():
-  method = MultiTask(backbone=CONVNET,
-                     tasks=("rotnet", Autoencoder(decoder_widths=(8, 4))),
-                     weights=(0.7, 2.0))
+WEIGHTS = {"rotnet": 0.7, "autoencoder": 2.0, "denoising_autoencoder": 1.0,
+           "context_encoder": 0.5}
+
+
+def test_multitask_sums_weighted_task_losses_and_each_task_learns():
+  """Also the fixed-batch test of the three reconstruction methods.
+
+  One compiled step trains all four tasks; every task's own loss must fall.
+  """
+  tasks = (RotNet(), Autoencoder(decoder_widths=(8, 4)),
+           DenoisingAutoencoder(noise="gaussian", corruption=0.3, decoder_widths=(8, 4)),
+           ContextEncoder(mask="random_block", decoder_widths=(8, 4)))
+  method = MultiTask(backbone=CONVNET, tasks=tasks, weights=tuple(WEIGHTS.values()))
   history, state, _ = run_fixed_batch(method, smooth_batch(n=8, shape=(8, 8, 3)), lr=1e-2)
   assert_learns(history, state)
   for record in history:
-    total = 0.7 * np.float64(record["rotnet_loss"]) + 2.0 * np.float64(
-        record["autoencoder_loss"])
+    total = sum(w * np.float64(record[f"{name}_loss"]) for name, w in WEIGHTS.items())
     np.testing.assert_allclose(np.float64(record["loss"]), total, rtol=1e-5)
   assert "rotnet_rotation_accuracy" in history[0]
   # One shared encoder, one set of heads per task.
-  assert set(state.params) == {"encoder", "rotnet_classifier", "autoencoder_decoder"}
-  # Each task's own loss falls too.
-  for name in ("rotnet_loss", "autoencoder_loss"):
-    assert history[-1][name] < history[0][name], name
+  assert set(state.params) == {"encoder", "rotnet_classifier", "autoencoder_decoder",
+                               "denoising_autoencoder_decoder", "context_encoder_decoder"}
+  for name in WEIGHTS:
+    assert history[-1][f"{name}_loss"] < history[0][f"{name}_loss"], name
 
 
 def test_multitask_resolves_tasks_by_name_with_shared_backbone():
