@@ -10,13 +10,15 @@ in nothing but JAX:
   ssl_jax.train      train state, step, loop, optimisers, checkpoints
   ssl_jax.data       data sources and the host pipeline
   ssl_jax.evaluate   kNN, linear probe, fine-tune, few-shot
+  ssl_jax.transfer   pretrained encoders into new models; export and load
+  ssl_jax.text       word2vec skip-gram and a masked-token model
 """
 import importlib
 
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("losses", "augment", "models", "methods", "train", "data",
-                "evaluate", "parallel", "cli")
+                "evaluate", "parallel", "cli", "transfer", "text", "experiment")
 
 
 def __getattr__(name):

@@ -11,15 +11,27 @@ from ssl_jax.methods.base import LossOutput, Method, StepContext
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.common import Backbone, SSLModel, Views
 from ssl_jax.methods.dino import DINO
+from ssl_jax.methods.mae import MAE
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
+from ssl_jax.methods.multitask import MultiTask, PretextTask
+from ssl_jax.methods.reconstruction import (Autoencoder, ContextEncoder,
+                                            DenoisingAutoencoder)
 from ssl_jax.methods.redundancy import BarlowTwins, VICReg
+from ssl_jax.methods.rotnet import RotNet
 from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
+from ssl_jax.methods.sparse_coding import SparseCoding
 from ssl_jax.methods.supcon import SupCon
 
+# Joint-embedding methods: two or more views of an image, one embedding each.
+JOINT_EMBEDDING = (SimCLR, MoCoV2, MoCoV3, BYOL, SimSiam, BarlowTwins, VICReg, DINO,
+                   SupCon)
+# Pretext tasks: the encoder learns by solving a made-up prediction problem.
+PRETEXT = (RotNet, ContextEncoder, Autoencoder, DenoisingAutoencoder, MAE, MultiTask,
+           SparseCoding)
+
 REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls for cls in (SimCLR, MoCoV2, MoCoV3, BYOL, SimSiam, BarlowTwins,
-                              VICReg, DINO, SupCon)
+    cls.name: cls for cls in JOINT_EMBEDDING + PRETEXT
 }
 
 
@@ -36,6 +48,8 @@ def create(name: str, **kwargs) -> Method:
   return REGISTRY[name](**kwargs)
 
 
-__all__ = ["BYOL", "Backbone", "BarlowTwins", "DINO", "LossOutput", "Method", "MoCoV2",
-           "MoCoV3", "REGISTRY", "SSLModel", "SimCLR", "SimSiam", "StepContext",
+__all__ = ["Autoencoder", "BYOL", "Backbone", "BarlowTwins", "ContextEncoder", "DINO",
+           "DenoisingAutoencoder", "JOINT_EMBEDDING", "LossOutput", "MAE", "Method",
+           "MoCoV2", "MoCoV3", "MultiTask", "PRETEXT", "PretextTask", "REGISTRY",
+           "RotNet", "SSLModel", "SimCLR", "SimSiam", "SparseCoding", "StepContext",
            "SupCon", "VICReg", "Views", "create", "register"]

@@ -10,6 +10,8 @@ differentiated step. Modules hold only `nnx.Param` and `nnx.BatchStat`
 state, so those two filters are exhaustive. Encoders return h [B, F] and
 expose `num_features` (F).
 """
+from ssl_jax.models.decoders import ConvDecoder
+from ssl_jax.models.decoders import MAEDecoder
 from ssl_jax.models.encoder_with_head import EncoderWithHead
 from ssl_jax.models.heads import DINOHead
 from ssl_jax.models.heads import LinearClassifier
@@ -48,8 +50,8 @@ from ssl_jax.models.vit import vit_small
 from ssl_jax.models.vit import vit_tiny
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "DINOHead", "ENCODERS", "EncoderWithHead",
-    "HEADS", "LinearClassifier", "MLPEncoder", "PatchEmbed", "ProjectionMLP",
+    "BasicBlock", "Bottleneck", "ConvDecoder", "DINOHead", "ENCODERS", "EncoderWithHead",
+    "HEADS", "LinearClassifier", "MAEDecoder", "MLPEncoder", "PatchEmbed", "ProjectionMLP",
     "ResNet", "SmallConvNet", "TransformerBlock", "ViT",
     "barlow_twins_projector", "byol_predictor", "byol_projector",
     "create_encoder", "create_head", "drop_path", "moco_v2_projector",

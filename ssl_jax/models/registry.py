@@ -46,6 +46,7 @@ ENCODERS: dict[str, Callable[..., nnx.Module]] = {
     "vit_tiny": vit.vit_tiny,
     "vit_small": vit.vit_small,
     "vit_base": vit.vit_base,
+    "vit": vit.ViT,  # any size: dim, depth, num_heads given explicitly
     "small_convnet": small.SmallConvNet,
     "mlp": _mlp_encoder,
 }
@@ -74,7 +75,8 @@ def create_encoder(name: str, *, in_channels: int, dtype: Dtype = jnp.float32,
 
   Names: resnet18/34/50/101 (kwargs: width_multiplier, stem,
   zero_init_residual, num_classes), vit_tiny/small/base (image_size,
-  patch_size, use_mask_token, drop_path_rate, pool, ...), small_convnet
+  patch_size, use_mask_token, drop_path_rate, pool, ...), vit (the same plus
+  dim, depth, num_heads: a ViT of any size), small_convnet
   (widths), mlp (image_size or in_features, hidden_features).
 
   >>> from flax import nnx
