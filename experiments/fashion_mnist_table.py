@@ -144,7 +144,8 @@ def row_config(method: str, *, epochs_scale: float, quick: bool, data_dir: str |
     per_epoch = num_train // config.batch_size
     config.total_steps = max(2, int(round(config.epochs * epochs_scale * per_epoch)))
     config.optimizer.warmup_epochs = config.optimizer.warmup_epochs * epochs_scale
-    config.monitor.knn_every_epochs = config.monitor.knn_every_epochs * epochs_scale
+    # The monitor's period is whole epochs: scaled below one, it is switched off.
+    config.monitor.knn_every_epochs = int(config.monitor.knn_every_epochs * epochs_scale)
   return config
 
 
@@ -342,7 +343,7 @@ def write_curves(path: str, rows: list[Row]) -> str | None:
   for ax in axes:
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
-  axes[1].legend(fontsize=7)
+  axes[0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
