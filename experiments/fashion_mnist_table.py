@@ -28,7 +28,9 @@ row is resumed, i.e. not retrained), --epochs-scale (multiplies epochs and
 warm-up; 0.01 gives a CPU smoke run), --quick (synthetic 28x28 data, tiny
 encoder and heads, 2 steps: exercises the whole pipeline in CI),
 --time-budget-s (rows not started when it runs out are marked "not run:
-time budget"), --data-dir (where the Fashion-MNIST IDX files are), --output.
+time budget"), --data-dir (where the Fashion-MNIST IDX files are),
+--override KEY=VALUE (applied to every row, e.g. a narrower encoder for a
+CPU check), --finetune-epochs, --output.
 A run that is not the full recipe (scaled, quick, or on CPU) is labelled so
 at the top of the Markdown and in the JSON.
 """
@@ -43,10 +45,15 @@ import json
 import os
 import platform
 import sys
+import subprocess
 import time
+import traceback
 from typing import Any, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# As a script, import the ssl_jax of this checkout, not another installed copy.
+if os.path.dirname(HERE) not in sys.path:
+  sys.path.insert(0, os.path.dirname(HERE))
 CONFIG_DIR = os.path.join(HERE, "configs")
 DEFAULT_OUTPUT = os.path.join(HERE, "results", "fashion_mnist_table")
 
@@ -122,8 +129,12 @@ def _smoke_module():
 
 
 def row_config(method: str, *, epochs_scale: float, quick: bool, data_dir: str | None,
-               num_train: int | None):
-  """The config of one row after the command-line adjustments."""
+               num_train: int | None, overrides: Sequence[str] = ()):
+  """The config of one row after the command-line adjustments.
+
+  Order: the row's config file, then --quick's smoke settings, then
+  --override values, then --data-dir, then --epochs-scale.
+  """
   from ssl_jax import experiment
 
   config = experiment.load_config(config_path(method))
@@ -134,6 +145,8 @@ def row_config(method: str, *, epochs_scale: float, quick: bool, data_dir: str |
     config.backbone.encoder_kwargs = {"widths": (4, 8)}
     config.backbone.dtype = "float32"
     config.evaluate.knn_k = 20
+  if overrides:
+    config = experiment.apply_overrides(config, list(overrides))
   if data_dir:
     config.data.data_dir = data_dir
   if epochs_scale != 1.0 and not quick:
@@ -169,6 +182,12 @@ def versions() -> dict[str, str]:
     out["orbax-checkpoint"] = getattr(ocp, "__version__", "?")
   except ImportError:
     pass
+  try:
+    out["ssl_jax commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+        timeout=10).stdout.strip() or "unknown"
+  except (OSError, subprocess.SubprocessError):
+    out["ssl_jax commit"] = "unknown"
   return out
 
 
@@ -183,8 +202,8 @@ def _finetune_key(fraction: float) -> str:
   return f"finetune_{fraction * 100:g}pct"
 
 
-def run_row(row: Row, config, *, workdir: str, quick: bool, num_train: int,
-            with_baselines: bool) -> dict:
+def run_row(row: Row, config, *, workdir: str, num_train: int, with_baselines: bool,
+            finetune_epochs: int = FINETUNE_EPOCHS) -> dict:
   """Pretrains and evaluates one row in place; returns the baselines' results."""
   from ssl_jax import experiment
   from ssl_jax.train import checkpoint as ckpt_lib
@@ -213,7 +232,7 @@ def run_row(row: Row, config, *, workdir: str, quick: bool, num_train: int,
     for fraction in FINETUNE_FRACTIONS:
       ft = experiment.evaluate_workdir(
           workdir, protocols=("finetune",), fraction=fraction, baselines=False,
-          seed=row.seed, finetune_epochs=1 if quick else FINETUNE_EPOCHS)
+          seed=row.seed, finetune_epochs=finetune_epochs)
       m = ft["results"]["ssl"]["finetune"]
       row.metrics[_finetune_key(fraction)] = m["top1"]
       row.metrics[_finetune_key(fraction) + "_labels"] = m["labels"]
@@ -257,6 +276,10 @@ def label_of(args, device: dict) -> str:
                  "exercises the pipeline, the numbers mean nothing")
   if args.epochs_scale != 1.0:
     parts.append(f"epochs scaled by {args.epochs_scale:g}")
+  if args.override:
+    parts.append("config overrides " + " ".join(args.override))
+  if args.finetune_epochs != FINETUNE_EPOCHS:
+    parts.append(f"fine-tuning for {args.finetune_epochs} epochs")
   if device["platform"] == "cpu":
     parts.append("run on CPU")
   return "; ".join(parts)
@@ -363,6 +386,11 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--time-budget-s", type=float, default=None,
                  help="start no new row once this many seconds have passed")
   p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+  p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override applied to every row (repeatable), e.g. "
+                      "backbone.encoder_kwargs.width_multiplier=0.125 for a CPU check")
+  p.add_argument("--finetune-epochs", type=int, default=None,
+                 help=f"fine-tuning epochs (default {FINETUNE_EPOCHS}; 1 with --quick)")
   p.add_argument("--output", default=DEFAULT_OUTPUT,
                  help="path prefix of the .md/.json/_curves.png outputs")
   return p
@@ -370,6 +398,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(argv)
+  if args.finetune_epochs is None:
+    args.finetune_epochs = 1 if args.quick else FINETUNE_EPOCHS
   methods = parse_methods(args.methods)
   _register_extra_methods()
   from ssl_jax import experiment
@@ -396,12 +426,19 @@ def main(argv: Sequence[str] | None = None) -> int:
       row.status = f"not run: method {config.method!r} is not registered"
       continue
     config = row_config(method, epochs_scale=args.epochs_scale, quick=args.quick,
-                        data_dir=args.data_dir, num_train=num_train)
+                        data_dir=args.data_dir, num_train=num_train,
+                        overrides=args.override)
     n = num_train or len(experiment.build_dataset(config, config.data.split))
     print(f"[{method}] pretraining ({effective_epochs(config, n):g} epochs, batch "
           f"{config.batch_size})", flush=True)
-    got = run_row(row, config, workdir=os.path.join(args.workdir_root, method),
-                  quick=args.quick, num_train=n, with_baselines=not baselines)
+    try:
+      got = run_row(row, config, workdir=os.path.join(args.workdir_root, method),
+                    num_train=n, with_baselines=not baselines,
+                    finetune_epochs=args.finetune_epochs)
+    except Exception as e:  # one failing row (e.g. a diverging loss) keeps the table
+      traceback.print_exc()
+      row.status = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+      continue
     baselines = baselines or got
     print(f"[{method}] {row.status}: " + ", ".join(
         f"{k} {v:.4f}" for k, v in row.metrics.items() if isinstance(v, float)), flush=True)
@@ -412,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      + " ".join(argv if argv is not None else sys.argv[1:]),
           "versions": versions(), "device": device, "label": label_of(args, device),
           "epochs_scale": args.epochs_scale, "quick": bool(args.quick),
+          "overrides": list(args.override), "finetune_epochs": args.finetune_epochs,
           "total_wall_s": time.perf_counter() - start,
           "recipes_not_run": recipes_not_run(),
           "references": list(REFERENCE_ROWS)}

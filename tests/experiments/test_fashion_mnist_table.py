@@ -98,3 +98,14 @@ def test_quick_run_writes_table_json_and_curves(tmp_path):
   assert "cifar10_simclr.py" in md and table["NOT_RUN_DATA"] in md
   assert os.path.getsize(out + "_curves.png") > 0
   assert np.isfinite(payload["total_wall_s"])
+
+
+def test_failing_row_is_recorded_and_the_table_still_written(tmp_path):
+  out = str(tmp_path / "table")
+  # An option the method does not have: build_method raises before any compile.
+  table["main"](["--quick", "--methods", "simclr", "--override", "method_kwargs.bogus=1",
+                 "--workdir-root", str(tmp_path / "runs"), "--output", out])
+  with open(out + ".json") as f:
+    (row,) = json.load(f)["rows"]
+  assert row["status"].startswith("failed: ValueError") and "bogus" in row["status"]
+  assert "bogus" in json.load(open(out + ".json"))["label"]
