@@ -217,3 +217,15 @@ def test_smoke_pretrain_and_knn_end_to_end(name, tmp_path):
     records = [json.loads(line) for line in f]
   assert [r["step"] for r in records if "loss" in r][-1] == smoke.SMOKE_STEPS
   assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)
+
+
+def test_smoke_module_doctest_and_command_line(capsys):
+  # experiments/ is outside the doctest paths; run its examples here.
+  import doctest
+  result = doctest.testmod(smoke, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
+  assert smoke.main([os.path.join(CONFIG_DIR, "cifar10_byol.py")]) == 0
+  printed = capsys.readouterr().out
+  assert printed.startswith("ssl-jax pretrain --config ") and "total_steps=2" in printed
+  assert "method_kwargs.predictor_hidden=16" in printed
+  assert smoke.main([]) == 2
