@@ -205,7 +205,7 @@ def test_smoke_overrides_are_cli_overrides():
   assert config.views.kwargs.size == 224 and config.method_kwargs.projector_hidden == 2048
 
 
-@pytest.mark.parametrize("name", ["fashion_mnist_byol.py"])
+@pytest.mark.parametrize("name", ["fashion_mnist_simclr.py"])
 def test_smoke_pretrain_and_knn_end_to_end(name, tmp_path):
   config = smoke.smoke_config(_load(name))
   workdir = str(tmp_path / "run")
