@@ -285,6 +285,36 @@ def label_of(args, device: dict) -> str:
   return "; ".join(parts)
 
 
+def target_checks(rows: list[Row]) -> list[tuple[str, str]]:
+  """(target, verdict) for the table's targets, on the rows that finished.
+
+  Targets: best SSL linear probe >= 0.930; SimCLR and BYOL >= 0.920; no SSL
+  method below 0.900; best SSL kNN >= 0.900. SSL rows are those that do not
+  read labels.
+  """
+  ssl = {r.method: r.metrics for r in rows
+         if r.status == "done" and r.method not in LABEL_USING}
+  if not ssl:
+    return [("targets", "no SSL row finished")]
+  out = []
+  best = max(ssl, key=lambda k: ssl[k]["linear_top1"])
+  top = ssl[best]["linear_top1"]
+  out.append(("best SSL linear >= 93.0", f"{'met' if top >= 0.93 else 'MISSED'}: "
+              f"{best} {_pct(top)}"))
+  for name in FINETUNE_METHODS:
+    if name in ssl:
+      v = ssl[name]["linear_top1"]
+      out.append((f"{name} linear >= 92.0", f"{'met' if v >= 0.92 else 'MISSED'}: {_pct(v)}"))
+  low = sorted(k for k, m in ssl.items() if m["linear_top1"] < 0.90)
+  out.append(("no SSL linear below 90.0", "met" if not low else
+              "MISSED: " + ", ".join(f"{k} {_pct(ssl[k]['linear_top1'])}" for k in low)))
+  best_knn = max(ssl, key=lambda k: ssl[k]["knn_top1"])
+  v = ssl[best_knn]["knn_top1"]
+  out.append(("best SSL kNN >= 90.0", f"{'met' if v >= 0.90 else 'MISSED'}: "
+              f"{best_knn} {_pct(v)}"))
+  return out
+
+
 def write_markdown(path: str, rows: list[Row], baselines: dict, meta: dict) -> None:
   lines = ["# Fashion-MNIST: SSL methods on one budget", ""]
   if meta["label"]:
@@ -316,6 +346,8 @@ def write_markdown(path: str, rows: list[Row], baselines: dict, meta: dict) -> N
         f"| {_pct(m.get(_finetune_key(0.1)))} "
         f"| {f'{r.pretrain_s:.0f}' if done else '-'} | {f'{r.eval_s:.0f}' if done else '-'} "
         f"| `{r.fingerprint or '-'}` | {r.status} |")
+  lines += ["", "Targets of this table:", ""]
+  lines += [f"- {target}: {verdict}" for target, verdict in meta["targets"]]
   lines += ["", "Baselines (same evaluation, no pretraining):", "",
             "| Representation | kNN | Linear |", "|---|---:|---:|"]
   names = {"raw_pixels": "Raw pixels (normalised, 32x32)",
@@ -452,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "overrides": list(args.override), "finetune_epochs": args.finetune_epochs,
           "total_wall_s": time.perf_counter() - start,
           "recipes_not_run": recipes_not_run(),
+          "targets": target_checks(rows),
           "references": list(REFERENCE_ROWS)}
   out_dir = os.path.dirname(os.path.abspath(args.output))
   os.makedirs(out_dir, exist_ok=True)

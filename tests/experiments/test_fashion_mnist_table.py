@@ -109,3 +109,20 @@ def test_failing_row_is_recorded_and_the_table_still_written(tmp_path):
     (row,) = json.load(f)["rows"]
   assert row["status"].startswith("failed: ValueError") and "bogus" in row["status"]
   assert "bogus" in json.load(open(out + ".json"))["label"]
+
+
+def test_target_checks_use_only_ssl_rows():
+  row = table["Row"]
+  rows = [row("simclr", "p", status="done", metrics={"linear_top1": 0.925, "knn_top1": 0.90}),
+          row("byol", "p", status="done", metrics={"linear_top1": 0.91, "knn_top1": 0.88}),
+          # Reads labels: never the "best SSL" row, even when it is the best.
+          row("supcon", "p", status="done", metrics={"linear_top1": 0.95, "knn_top1": 0.95}),
+          row("dino", "p", status="done", metrics={"linear_top1": 0.89, "knn_top1": 0.85}),
+          row("vicreg", "p", status=table["NOT_RUN_TIME"])]
+  checks = dict(table["target_checks"](rows))
+  assert checks["best SSL linear >= 93.0"] == "MISSED: simclr 92.50"
+  assert checks["simclr linear >= 92.0"] == "met: 92.50"
+  assert checks["byol linear >= 92.0"] == "MISSED: 91.00"
+  assert checks["no SSL linear below 90.0"] == "MISSED: dino 89.00"
+  assert checks["best SSL kNN >= 90.0"] == "met: simclr 90.00"
+  assert table["target_checks"]([]) == [("targets", "no SSL row finished")]
