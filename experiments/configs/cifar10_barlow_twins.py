@@ -1,0 +1,42 @@
+"""Barlow Twins, ResNet-18 (CIFAR stem), CIFAR-10, 1000 epochs: solo-learn's recipe.
+
+  ssl-jax pretrain --config experiments/configs/cifar10_barlow_twins.py --workdir runs/cifar10_barlow_twins
+
+Targets 92.10% linear top-1 on the CIFAR-10 test set (solo-learn README,
+Results, CIFAR-10 table: ResNet18, 1000 epochs, Acc@1). Recipe: github.com/vturrisi/solo-learn
+scripts/pretrain/cifar/barlow.yaml with augmentations/asymmetric.yaml;
+batch 256, warm-up cosine, 1000 epochs.
+Data: the CIFAR-10 archive or a prepared tfds folder (see `ssl_jax.data`);
+none is downloaded.
+
+barlow.yaml also scales the loss by 0.1 (`scale_loss`); ssl_jax's BarlowTwins
+has no such option. Under LARS the trust ratio cancels a constant loss scale
+for the adapted layers, but not for the biases and BatchNorm parameters it
+excludes.
+LARS here is optax's (trust coefficient 0.001, no clipping), not
+solo-learn's eta = 0.02 with clipping; see _recipes.py.
+"""
+from __future__ import annotations
+
+import os
+import runpy
+
+_RECIPES = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       "_recipes.py"))
+
+
+def get_config():
+  c = _RECIPES["cifar_base"]("cifar10")
+  c.method = "barlow_twins"
+  c.method_kwargs.expander_hidden = 2048
+  c.method_kwargs.expander_dim = 2048
+  c.method_kwargs.expander_layers = 3
+  c.method_kwargs.lambd = 5.1e-3
+  c.views.preset = "byol"
+  c.views.kwargs.scale = (0.08, 1.0)
+  c.views.kwargs.blur_p = (0.0, 0.0)
+  c.views.kwargs.solarize_p = (0.0, 0.2)
+  c.optimizer.name = "lars"
+  c.optimizer.learning_rate = 0.3
+  c.optimizer.weight_decay = 1e-4
+  return c
