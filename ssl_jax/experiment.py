@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
       {"name": "lars", "learning_rate": 0.3, "lr_scaling": "linear",
        "base_batch_size": 256, "weight_decay": 1e-6, "momentum": 0.9,
        "warmup_epochs": 10.0, "end_learning_rate": 0.0,
-       "exclude_bias_and_norm": True})
+       "exclude_bias_and_norm": True, "trust_coefficient": 0.001})
   c.seed = 0
   c.log_every = 50
   c.checkpoint_every = 1000
@@ -215,7 +215,8 @@ def build_optimizer(config: ml_collections.ConfigDict, *, steps: int, steps_per_
                                  end_value=o.end_learning_rate)
   tx = optim.make_optimizer(o.name, learning_rate=schedule, weight_decay=o.weight_decay,
                             momentum=o.momentum,
-                            exclude_bias_and_norm=o.exclude_bias_and_norm)
+                            exclude_bias_and_norm=o.exclude_bias_and_norm,
+                            trust_coefficient=o.get("trust_coefficient", 0.001))
   return tx, schedule
 
 

@@ -42,7 +42,11 @@ def _standardizer(x: jax.Array, enabled: bool) -> tuple[jax.Array, jax.Array]:
   mean = jnp.mean(x, axis=0)
   std = jnp.std(x, axis=0)
   # A constant feature carries no information; dividing it by 1 keeps it 0.
-  return mean, jnp.where(std > 0, std, 1.0)
+  # Under jit its computed std is ~1e-7 rather than 0 (the reduction is
+  # fused differently), and dividing by that gives folded weights ~1e6 and a
+  # bias ~1e8 whose float32 logits are noise: treat a std this small relative
+  # to the feature's magnitude as zero.
+  return mean, jnp.where(std > 1e-6 * (1.0 + jnp.abs(mean)), std, 1.0)
 
 
 def _cross_entropy(params: dict[str, jax.Array], x: jax.Array,

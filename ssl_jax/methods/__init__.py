@@ -22,6 +22,7 @@ from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.sparse_coding import SparseCoding
 from ssl_jax.methods.supcon import SupCon
+from ssl_jax.methods.supervised import Supervised
 
 # Joint-embedding methods: two or more views of an image, one embedding each.
 JOINT_EMBEDDING = (SimCLR, MoCoV2, MoCoV3, BYOL, SimSiam, BarlowTwins, VICReg, DINO,
@@ -30,8 +31,11 @@ JOINT_EMBEDDING = (SimCLR, MoCoV2, MoCoV3, BYOL, SimSiam, BarlowTwins, VICReg, D
 PRETEXT = (RotNet, ContextEncoder, Autoencoder, DenoisingAutoencoder, MAE, MultiTask,
            SparseCoding)
 
+# Baselines trained in the same loop, for comparison tables.
+BASELINES = (Supervised,)
+
 REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls for cls in JOINT_EMBEDDING + PRETEXT
+    cls.name: cls for cls in JOINT_EMBEDDING + PRETEXT + BASELINES
 }
 
 
@@ -48,8 +52,8 @@ def create(name: str, **kwargs) -> Method:
   return REGISTRY[name](**kwargs)
 
 
-__all__ = ["Autoencoder", "BYOL", "Backbone", "BarlowTwins", "ContextEncoder", "DINO",
+__all__ = ["Autoencoder", "BASELINES", "BYOL", "Backbone", "BarlowTwins", "ContextEncoder", "DINO",
            "DenoisingAutoencoder", "JOINT_EMBEDDING", "LossOutput", "MAE", "Method",
            "MoCoV2", "MoCoV3", "MultiTask", "PRETEXT", "PretextTask", "REGISTRY",
            "RotNet", "SSLModel", "SimCLR", "SimSiam", "SparseCoding", "StepContext",
-           "SupCon", "VICReg", "Views", "create", "register"]
+           "SupCon", "Supervised", "VICReg", "Views", "create", "register"]

@@ -41,6 +41,19 @@ def test_separable_features_reach_full_accuracy(optimizer):
   assert result["epoch_losses"][-1] < result["epoch_losses"][0]
 
 
+def test_constant_features_do_not_spoil_the_probe():
+  # Zero-padded pixels and dead ReLU units are constant columns. Their std,
+  # computed under jit, is a rounding residue rather than 0; dividing by it
+  # once made the folded weights huge and the float32 logits noise.
+  train, train_y = _shared.separable_features(N_PER_CLASS, NUM_CLASSES, DIM, 0)
+  constant = np.full((len(train), 3), 0.1234567, np.float32)
+  train = np.concatenate([train, constant, constant * 3e3], axis=1)
+  result = probe(train, train_y, train, train_y)
+  assert np.isfinite(result["params"]["w"]).all()
+  assert np.abs(result["params"]["w"]).max() < 1e3
+  assert result["top1"] > 0.99
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_labels_give_chance_test_accuracy(seed):
   rng = np.random.default_rng(seed)

@@ -114,7 +114,7 @@ def test_registry_and_create():
   assert set(ALL) == {"simclr", "mocov2", "mocov3", "byol", "simsiam", "barlow_twins",
                       "vicreg", "dino", "supcon"}
   assert {"rotnet", "context_encoder", "autoencoder", "denoising_autoencoder", "mae",
-          "multitask", "sparse_coding"} <= set(methods.REGISTRY)
+          "multitask", "sparse_coding", "supervised"} <= set(methods.REGISTRY)
   m = methods.create("simclr", temperature=0.3)
   assert m.temperature == 0.3
   with pytest.raises(ValueError, match="unknown method"):
