@@ -19,8 +19,8 @@ the original IDX files (e.g. /usr/share/datasets/fashion-mnist); nothing is
 downloaded.
 
 Departures from the paper, for a CPU budget: a small conv net instead of
-WRN-28-2, 800 steps instead of 2^20, 16 labelled images per step instead of 64, no EMA of the weights for evaluation;
-the optimiser is the paper's (SGD, Nesterov momentum 0.9, lr 0.03,
+WRN-28-2, 800 steps instead of 2^20, 16 labelled images per step instead
+of 64, no EMA of the weights for evaluation; the optimiser is the paper's (SGD, Nesterov momentum 0.9, lr 0.03,
 weight decay 5e-4, lr * cos(7 pi k / 16 K)).
 """
 from __future__ import annotations
@@ -52,11 +52,11 @@ from ssl_jax.train.loop import train  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--steps", type=int, default=1500)
+  p.add_argument("--steps", type=int, default=800)
   p.add_argument("--encoder", default="small_convnet")
-  p.add_argument("--widths", default="32,64,128",
+  p.add_argument("--widths", default="16,32,64",
                  help="small_convnet widths (ignored by other encoders)")
-  p.add_argument("--labelled-batch", type=int, default=32)
+  p.add_argument("--labelled-batch", type=int, default=16)
   p.add_argument("--mu", type=float, default=7.0)
   p.add_argument("--num-labels", type=int, default=1000)
   p.add_argument("--lr", type=float, default=0.03)

@@ -10,6 +10,14 @@ from __future__ import annotations
 
 from ssl_jax.methods.semi.base import SemiSupervisedMethod
 from ssl_jax.methods.semi.fixmatch import FixMatch
+from ssl_jax.methods.semi.mean_teacher import MeanTeacher
+from ssl_jax.methods.semi.pi_model import PiModel
 from ssl_jax.methods.semi.supervised import Supervised
+from ssl_jax.methods.semi.temporal_ensembling import TemporalEnsembling
+from ssl_jax.methods.semi.uda import UDA
+from ssl_jax.methods.semi.vat import VAT
 
-__all__ = ["FixMatch", "SemiSupervisedMethod", "Supervised"]
+METHODS = (Supervised, FixMatch, PiModel, MeanTeacher, UDA, TemporalEnsembling, VAT)
+
+__all__ = ["FixMatch", "METHODS", "MeanTeacher", "PiModel", "SemiSupervisedMethod",
+           "Supervised", "TemporalEnsembling", "UDA", "VAT"]

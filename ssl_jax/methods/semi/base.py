@@ -125,6 +125,33 @@ def strong_views() -> Views:
   return Views(preset="fixmatch_strong")
 
 
+def softmax_mse(student_logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+  """Per-row mean_k (softmax(s)_k - q_k)^2: the Pi-model / Mean Teacher cost.
+
+  Args:
+    student_logits: [B, C]; target_probs: [B, C] (not differentiated here:
+      pass them under `stop_gradient` when they come from the model).
+
+  Returns:
+    float32 [B].
+
+  >>> print(softmax_mse(jnp.zeros((1, 2)), jnp.array([[1.0, 0.0]])))
+  [0.25]
+  """
+  p = jax.nn.softmax(student_logits.astype(jnp.float32), -1)
+  return jnp.mean((p - target_probs.astype(jnp.float32)) ** 2, -1)
+
+
+def soft_cross_entropy(logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+  """Per-row -sum_k q_k log softmax(logits)_k (float32 [B]).
+
+  >>> print(soft_cross_entropy(jnp.zeros((1, 2)), jnp.array([[1.0, 0.0]])))
+  [0.6931472]
+  """
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32),
+                                     target_probs.astype(jnp.float32))
+
+
 def accuracy_on_labelled(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Training accuracy over the labelled rows of the batch (a logged metric)."""
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
@@ -140,7 +167,9 @@ class SemiSupervisedMethod(Method):
     num_classes: classes of the classifier head.
     weak: the weak augmentation (labelled rows and teacher targets).
     lambda_u: weight of the unlabelled (consistency) loss at full ramp.
-    rampup_steps: steps of the sigmoid ramp-up of lambda_u (0: none).
+    rampup: share of the run over which lambda_u ramps up along
+      `sigmoid_rampup` (0: no ramp; Laine & Aila ramp over 80 of 300
+      epochs, about 0.27).
   """
   name = "semi"
   needs_labels = True
@@ -148,7 +177,7 @@ class SemiSupervisedMethod(Method):
   num_classes: int = 10
   weak: Views = dataclasses.field(default_factory=weak_views)
   lambda_u: float = 1.0
-  rampup_steps: int = 0
+  rampup: float = 0.0
 
   num_heads = 1
 
@@ -157,8 +186,11 @@ class SemiSupervisedMethod(Method):
                                   self.num_classes, rngs, num_heads=self.num_heads)
 
   def unlabelled_weight(self, ctx: StepContext) -> jax.Array:
-    """lambda(t) = lambda_u * sigmoid_rampup(step, rampup_steps)."""
-    return self.lambda_u * sigmoid_rampup(ctx.step, self.rampup_steps)
+    """lambda(t) = lambda_u * sigmoid_rampup(step, rampup * total_steps)."""
+    if not 0.0 <= self.rampup <= 1.0:
+      raise ValueError(f"rampup must be a share of the run in [0, 1], got {self.rampup!r}.")
+    steps = int(round(self.rampup * ctx.total_steps))
+    return self.lambda_u * sigmoid_rampup(ctx.step, steps)
 
   def check_batch(self, batch: dict) -> None:
     """Raises a ValueError unless the batch carries int labels [B]."""

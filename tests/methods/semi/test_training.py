@@ -17,6 +17,12 @@ STRONG = Views(preset="fixmatch_strong", kwargs={"num_ops": 1, "cutout": 0.25})
 FACTORIES = {
     "supervised": lambda: semi.Supervised(**COMMON),
     "fixmatch": lambda: semi.FixMatch(strong=STRONG, threshold=0.5, **COMMON),
+    "pi_model": lambda: semi.PiModel(lambda_u=1.0, rampup=0.0, **COMMON),
+    "mean_teacher": lambda: semi.MeanTeacher(lambda_u=1.0, rampup=0.0, **COMMON),
+    "uda": lambda: semi.UDA(strong=STRONG, **COMMON),
+    "temporal_ensembling": lambda: semi.TemporalEnsembling(
+        num_examples=16, lambda_u=1.0, rampup=0.0, **COMMON),
+    "vat": lambda: semi.VAT(eps=1.0, entropy_weight=0.1, **COMMON),
 }
 
 
