@@ -187,3 +187,60 @@ def test_vat_power_iteration_finds_dominant_eigenvector(seed):
     top = vecs[:, -1]
     assert vals[-1] > 1.5 * vals[-2]
     assert abs(float(got[i] @ top)) > 0.99, (i, got[i], top)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mixup_against_numpy(seed):
+  from ssl_jax.methods.semi.mixmatch import mix, sample_mixup
+  rng = np.random.default_rng(seed)
+  x, y = rng.normal(size=(6, 3, 3, 1)), _softmax(rng.normal(size=(6, 4)))
+  lam, partner = sample_mixup(jax.random.key(seed), 6, alpha=0.75)
+  lam, partner = np.asarray(lam, np.float64), np.asarray(partner)
+  assert np.all(lam >= 0.5) and np.all(lam <= 1.0)
+  np.testing.assert_array_equal(np.sort(partner), np.arange(6))
+  xm, ym = mix(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+               jnp.asarray(lam, jnp.float32), jnp.asarray(partner))
+  ref_x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[partner]
+  ref_y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+  np.testing.assert_allclose(np.asarray(xm), ref_x, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(ym), ref_y, rtol=1e-5, atol=1e-6)
+
+
+def test_mixup_lambda_distribution():
+  from ssl_jax.methods.semi.mixmatch import sample_mixup
+  lam, _ = sample_mixup(jax.random.key(0), 20000, alpha=0.75)
+  # E[max(L, 1 - L)] for L ~ Beta(a, a): a NumPy Monte Carlo reference.
+  ref = np.random.default_rng(0).beta(0.75, 0.75, 200000)
+  np.testing.assert_allclose(float(jnp.mean(lam)), np.maximum(ref, 1 - ref).mean(), atol=0.01)
+
+
+def test_distribution_alignment_against_numpy():
+  from ssl_jax.methods.semi.remixmatch import align_distribution
+  rng = np.random.default_rng(0)
+  probs = _softmax(rng.normal(size=(5, 4)))
+  p_labels, p_model = _softmax(rng.normal(size=4)), _softmax(rng.normal(size=4))
+  ref = probs * p_labels / p_model
+  ref /= ref.sum(-1, keepdims=True)
+  got = align_distribution(jnp.asarray(probs, jnp.float32), jnp.asarray(p_labels, jnp.float32),
+                           jnp.asarray(p_model, jnp.float32))
+  np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tri_training_agreement_against_numpy(seed):
+  from ssl_jax.methods.semi.tri_training import agreement_pseudo_labels, bootstrap_weights
+  rng = np.random.default_rng(seed)
+  probs = _softmax(rng.normal(size=(3, 12, 3)) * 2)
+  pred, conf = probs.argmax(-1), probs.max(-1) >= 0.5
+  labels, mask = agreement_pseudo_labels(jnp.asarray(probs, jnp.float32), threshold=0.5)
+  for i, (j, k) in enumerate([(1, 2), (0, 2), (0, 1)]):
+    ref_mask = (pred[j] == pred[k]) & conf[j] & conf[k]
+    np.testing.assert_array_equal(np.asarray(mask[i]), ref_mask)
+    np.testing.assert_array_equal(np.asarray(labels[i])[ref_mask], pred[j][ref_mask])
+  w1 = bootstrap_weights(seed, jnp.arange(400))
+  w2 = bootstrap_weights(seed, jnp.arange(400))
+  np.testing.assert_array_equal(np.asarray(w1), np.asarray(w2))
+  # Poisson(1): mean and variance 1; the heads draw differently.
+  np.testing.assert_allclose(np.asarray(w1).mean(), 1.0, atol=0.1)
+  np.testing.assert_allclose(np.asarray(w1).var(), 1.0, atol=0.2)
+  assert not np.array_equal(np.asarray(w1[0]), np.asarray(w1[1]))
