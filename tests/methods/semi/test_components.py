@@ -192,6 +192,7 @@ def test_vat_power_iteration_finds_dominant_eigenvector(seed):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mixup_against_numpy(seed):
   from ssl_jax.methods.semi.mixmatch import mix, sample_mixup
+  sample_mixup = jax.jit(sample_mixup, static_argnums=1, static_argnames="alpha")
   rng = np.random.default_rng(seed)
   x, y = rng.normal(size=(6, 3, 3, 1)), _softmax(rng.normal(size=(6, 4)))
   lam, partner = sample_mixup(jax.random.key(seed), 6, alpha=0.75)
@@ -208,6 +209,7 @@ def test_mixup_against_numpy(seed):
 
 def test_mixup_lambda_distribution():
   from ssl_jax.methods.semi.mixmatch import sample_mixup
+  sample_mixup = jax.jit(sample_mixup, static_argnums=1, static_argnames="alpha")
   lam, _ = sample_mixup(jax.random.key(0), 20000, alpha=0.75)
   # E[max(L, 1 - L)] for L ~ Beta(a, a): a NumPy Monte Carlo reference.
   ref = np.random.default_rng(0).beta(0.75, 0.75, 200000)
@@ -237,8 +239,9 @@ def test_tri_training_agreement_against_numpy(seed):
     ref_mask = (pred[j] == pred[k]) & conf[j] & conf[k]
     np.testing.assert_array_equal(np.asarray(mask[i]), ref_mask)
     np.testing.assert_array_equal(np.asarray(labels[i])[ref_mask], pred[j][ref_mask])
-  w1 = bootstrap_weights(seed, jnp.arange(400))
-  w2 = bootstrap_weights(seed, jnp.arange(400))
+  boot = jax.jit(bootstrap_weights, static_argnums=0)
+  w1 = boot(seed, jnp.arange(400))
+  w2 = boot(seed, jnp.arange(400))
   np.testing.assert_array_equal(np.asarray(w1), np.asarray(w2))
   # Poisson(1): mean and variance 1; the heads draw differently.
   np.testing.assert_allclose(np.asarray(w1).mean(), 1.0, atol=0.1)
