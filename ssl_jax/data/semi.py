@@ -83,9 +83,8 @@ class SemiSupervisedDataset:
       raise ValueError(f"mu must be a positive number (unlabelled per labelled "
                        f"example), got {mu!r}; for labelled data only use "
                        "labelled_dataset().")
-    _, all_labels = base.get(np.arange(n))
-    all_labels = np.asarray(all_labels)
     if labelled_indices is None:
+      all_labels = _all_labels(base)
       if num_classes < 2 or isinstance(num_labels, bool) or not isinstance(
           num_labels, (int, np.integer)) or num_labels % num_classes or num_labels <= 0:
         raise ValueError(f"num_labels must be a positive multiple of num_classes="
@@ -103,7 +102,8 @@ class SemiSupervisedDataset:
                          f"min {labelled.min()} max {labelled.max()} "
                          f"({labelled.size - np.unique(labelled).size} repeats).")
       labelled = np.sort(labelled.astype(np.int64))
-    if np.any(all_labels[labelled] < 0):
+    kept_labels = np.asarray(base.get(labelled)[1], np.int32)
+    if np.any(kept_labels < 0):
       raise ValueError("some labelled_indices point at examples without a label (-1).")
     pool = np.arange(n, dtype=np.int64)
     if not include_labelled:
@@ -116,7 +116,7 @@ class SemiSupervisedDataset:
     self.labelled_indices = labelled
     self.unlabelled_indices = pool
     self.num_labelled_slots = max(labelled.size, int(round(pool.size / self.mu)))
-    self._labels = all_labels.astype(np.int32)
+    self._kept_labels = kept_labels
     self.num_classes = num_classes
     self.name = f"{getattr(base, 'name', 'data')}-semi{labelled.size}"
     self.class_names = getattr(base, "class_names", None)
@@ -133,6 +133,10 @@ class SemiSupervisedDataset:
 
   def source_indices(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indices into `base`, bool is-labelled) of virtual `indices`."""
+    src, is_labelled, _ = self._resolve(self._check(indices))
+    return src, is_labelled
+
+  def _check(self, indices) -> np.ndarray:
     v = np.asarray(indices)
     if v.ndim != 1 or not (np.issubdtype(v.dtype, np.integer) or v.size == 0):
       raise TypeError(f"indices must be a 1-D sequence of ints, got shape {v.shape} "
@@ -141,22 +145,34 @@ class SemiSupervisedDataset:
     if v.size and (v.min() < 0 or v.max() >= len(self)):
       raise IndexError(f"indices must lie in [0, {len(self)}), got min {v.min()} "
                        f"max {v.max()}.")
+    return v
+
+  def _resolve(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     u = self.unlabelled_indices.size
     is_labelled = v >= u
-    lab = self.labelled_indices[np.maximum(v - u, 0) % self.labelled_indices.size]
+    slot = np.maximum(v - u, 0) % self.labelled_indices.size
     unl = self.unlabelled_indices[np.minimum(v, u - 1)]
-    return np.where(is_labelled, lab, unl), is_labelled
+    return np.where(is_labelled, self.labelled_indices[slot], unl), is_labelled, slot
 
   def get(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [n, H, W, C] and int32 labels [n] (-1 on unlabelled rows)."""
-    src, is_labelled = self.source_indices(indices)
+    src, is_labelled, slot = self._resolve(self._check(indices))
     images, _ = self.base.get(src)
-    labels = np.where(is_labelled, self._labels[src], -1).astype(np.int32)
+    labels = np.where(is_labelled, self._kept_labels[slot], -1).astype(np.int32)
     return images, labels
 
   def labelled_dataset(self) -> "LabelledSubset":
     """The labelled examples alone (for a supervised-only baseline)."""
     return LabelledSubset(self.base, self.labelled_indices)
+
+
+def _all_labels(base: Any) -> np.ndarray:
+  """Every label of `base`: its `labels` array if it has one, else via `get`
+  (which, for a lazily decoded data set, reads every image once)."""
+  labels = getattr(base, "labels", None)
+  if labels is None:
+    labels = base.get(np.arange(len(base)))[1]
+  return np.asarray(labels)
 
 
 class LabelledSubset:
