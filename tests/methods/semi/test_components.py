@@ -1,0 +1,249 @@
+"""Formulas of the semi-supervised methods against float64 NumPy references."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.test_util  # noqa: F401  (check_grads)
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import losses
+from ssl_jax.methods.base import StepContext
+from ssl_jax.methods.semi import base
+from ssl_jax.methods.semi import mean_teacher
+from ssl_jax.methods.semi.fixmatch import pseudo_label_loss
+from ssl_jax.methods.semi.temporal_ensembling import ensemble_targets, ensemble_update
+from ssl_jax.methods.semi.uda import uda_consistency
+from ssl_jax.methods.semi.vat import adversarial_direction
+
+
+def _softmax(x):
+  x = np.asarray(x, np.float64)
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _logits(seed, b=6, c=5, scale=3.0):
+  return np.random.default_rng(seed).normal(size=(b, c)) * scale
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_masked_cross_entropy_ignores_unlabelled(seed):
+  logits = _logits(seed)
+  labels = np.array([0, -1, 3, -1, 4, 1])
+  keep = labels >= 0
+  ref = -np.log(_softmax(logits)[keep, labels[keep]]).mean()
+  got = base.masked_cross_entropy(jnp.asarray(logits, jnp.float32), jnp.asarray(labels))
+  np.testing.assert_allclose(float(got), ref, rtol=1e-5)
+  none = base.masked_cross_entropy(jnp.asarray(logits, jnp.float32), -jnp.ones(6, jnp.int32))
+  assert float(none) == 0.0
+
+
+def test_masked_cross_entropy_rejects_bad_shapes():
+  with pytest.raises(ValueError, match="logits must be"):
+    base.masked_cross_entropy(jnp.zeros((4, 3)), jnp.zeros(5, jnp.int32))
+
+
+@pytest.mark.parametrize("steps", [1, 10, 37])
+def test_sigmoid_rampup(steps):
+  for t in [0, 1, steps // 2, steps, steps + 5]:
+    ref = np.exp(-5.0 * (1.0 - min(t / steps, 1.0)) ** 2)
+    np.testing.assert_allclose(float(base.sigmoid_rampup(t, steps)), ref, rtol=1e-6)
+  assert float(base.sigmoid_rampup(0, 0)) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("threshold", [0.5, 0.95])
+def test_fixmatch_pseudo_label_mask_and_loss(seed, threshold):
+  student, teacher = _logits(seed), _logits(seed + 10)
+  teacher[0] = [20.0, 0, 0, 0, 0]   # surely confident
+  rows = np.array([1, 1, 0, 1, 0, 1], np.float64)
+  q = _softmax(teacher)
+  mask = (q.max(-1) >= threshold) * rows
+  ce = -np.log(_softmax(student)[np.arange(6), q.argmax(-1)])
+  ref = (ce * mask).sum() / rows.sum()
+  loss, got_mask = pseudo_label_loss(jnp.asarray(student, jnp.float32),
+                                     jnp.asarray(teacher, jnp.float32),
+                                     jnp.asarray(rows, jnp.float32), threshold=threshold)
+  np.testing.assert_array_equal(np.asarray(got_mask), mask)
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+  # No gradient reaches the teacher's logits.
+  g = jax.grad(lambda t: pseudo_label_loss(jnp.asarray(student, jnp.float32), t,
+                                           jnp.asarray(rows, jnp.float32),
+                                           threshold=threshold)[0])(
+                                               jnp.asarray(teacher, jnp.float32))
+  assert float(jnp.abs(g).max()) == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("temperature", [0.4, 1.0])
+def test_uda_sharpening_mask_and_kl(seed, temperature):
+  student, teacher = _logits(seed), _logits(seed + 5, scale=2.0)
+  rows = np.array([1, 0, 1, 1, 1, 0], np.float64)
+  p = _softmax(teacher)
+  q = p ** (1 / temperature)
+  q /= q.sum(-1, keepdims=True)
+  mask = (p.max(-1) >= 0.8) * rows
+  kl = (q * (np.log(q) - np.log(_softmax(student)))).sum(-1)
+  ref = (kl * mask).sum() / rows.sum()
+  np.testing.assert_allclose(np.asarray(losses.sharpen(jnp.asarray(p, jnp.float32),
+                                                       temperature)), q, rtol=1e-4)
+  loss, got_mask = uda_consistency(jnp.asarray(student, jnp.float32),
+                                   jnp.asarray(teacher, jnp.float32),
+                                   jnp.asarray(rows, jnp.float32),
+                                   temperature=temperature, threshold=0.8)
+  np.testing.assert_array_equal(np.asarray(got_mask), mask)
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-4, atol=1e-7)
+  # With every row selected it is the library's masked KL consistency.
+  full, _ = uda_consistency(jnp.asarray(student, jnp.float32),
+                            jnp.asarray(teacher, jnp.float32), jnp.ones(6),
+                            temperature=temperature, threshold=0.8)
+  lib = losses.consistency(jnp.asarray(student, jnp.float32),
+                           jnp.asarray(teacher, jnp.float32), kind="kl",
+                           sharpen_temperature=temperature, confidence_threshold=0.8)
+  np.testing.assert_allclose(float(full), float(lib), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_softmax_mse_and_its_gradient(seed):
+  student, target = _logits(seed), _softmax(_logits(seed + 1))
+  ref = ((_softmax(student) - target) ** 2).mean(-1)
+  got = base.softmax_mse(jnp.asarray(student, jnp.float32), jnp.asarray(target, jnp.float32))
+  np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-8)
+  f = lambda s: jnp.sum(base.softmax_mse(s, jnp.asarray(target, jnp.float32)))
+  jax.test_util.check_grads(f, (jnp.asarray(student, jnp.float32),), order=1,
+                            modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+def test_mean_teacher_ema_update_by_hand():
+  method = mean_teacher.MeanTeacher(ema_decay=0.9)
+  params = {"encoder": {"w": jnp.array([1.0, 2.0])}, "classifier": {"b": jnp.array([3.0])}}
+  teacher = {"params": {"encoder": {"w": jnp.array([0.0, 0.0])},
+                        "classifier": {"b": jnp.array([1.0])}},
+             "batch_stats": {}}
+  ctx = StepContext(graphdef=None, step=jnp.asarray(3), total_steps=10,
+                    key=jax.random.key(0))
+  new = method.update_extra(ctx, {"teacher": teacher}, params=params, batch_stats={},
+                            updates={"teacher_batch_stats": {"encoder": {"m": 5.0}}})
+  t = new["teacher"]["params"]
+  np.testing.assert_allclose(np.asarray(t["encoder"]["w"]), [0.1, 0.2], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(t["classifier"]["b"]), [0.9 * 1 + 0.1 * 3], rtol=1e-6)
+  assert new["teacher"]["batch_stats"] == {"encoder": {"m": 5.0}}
+  cosine = dataclasses.replace(method, final_decay=0.999)
+  np.testing.assert_allclose(float(cosine.decay(dataclasses.replace(ctx, step=jnp.asarray(10)))),
+                             0.999, rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_temporal_ensembling_per_index_update(seed):
+  rng = np.random.default_rng(seed)
+  n, c, alpha = 7, 3, 0.6
+  z = np.zeros((n, c))
+  counts = np.zeros(n, np.int64)
+  z_j, counts_j = jnp.zeros((n, c)), jnp.zeros(n, jnp.int32)
+  for _ in range(4):
+    index = rng.choice(n + 3, size=4, replace=False)   # some out of range
+    probs = _softmax(rng.normal(size=(4, c)))
+    for i, p in zip(index, probs):
+      if i < n:
+        z[i] = alpha * z[i] + (1 - alpha) * p
+        counts[i] += 1
+    z_j, counts_j = ensemble_update(z_j, counts_j, jnp.asarray(index),
+                                    jnp.asarray(probs, jnp.float32), alpha=alpha)
+  np.testing.assert_allclose(np.asarray(z_j), z, rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(np.asarray(counts_j), counts)
+  query = np.arange(n + 2)
+  targets, has = ensemble_targets(z_j, counts_j, jnp.asarray(query), alpha=alpha)
+  seen = counts > 0
+  ref = z[seen] / (1 - alpha ** counts[seen])[:, None]
+  np.testing.assert_allclose(np.asarray(targets)[:n][seen], ref, rtol=1e-5)
+  # Bias-corrected targets of seen examples are distributions.
+  np.testing.assert_allclose(np.asarray(targets)[:n][seen].sum(-1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(has), np.r_[seen, [False, False]])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vat_power_iteration_finds_dominant_eigenvector(seed):
+  """Linear-softmax model: the Hessian of KL(p || p(x + r)) at r = 0 is
+  W diag-minus-outer(p) W^T; its top eigenvector is what VAT must find."""
+  rng = np.random.default_rng(seed)
+  b, d, c = 3, 6, 4
+  # One dominant input direction makes a clear eigen-gap.
+  w = rng.normal(size=(d, c)) * np.array([3.0, 1.0, 0.3, 0.1])
+  w[0] *= 3.0
+  x = rng.normal(size=(b, d)) * 0.3
+  logits = x @ w
+  got = adversarial_direction(lambda v: v @ jnp.asarray(w, jnp.float32),
+                              jnp.asarray(x, jnp.float32), jnp.asarray(logits, jnp.float32),
+                              jax.random.key(seed), xi=1e-2, num_iterations=30)
+  got = np.asarray(got)
+  np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+  for i in range(b):
+    p = _softmax(logits[i])
+    hessian = w @ (np.diag(p) - np.outer(p, p)) @ w.T
+    vals, vecs = np.linalg.eigh(hessian)
+    top = vecs[:, -1]
+    assert vals[-1] > 1.5 * vals[-2]
+    assert abs(float(got[i] @ top)) > 0.99, (i, got[i], top)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mixup_against_numpy(seed):
+  from ssl_jax.methods.semi.mixmatch import mix, sample_mixup
+  sample_mixup = jax.jit(sample_mixup, static_argnums=1, static_argnames="alpha")
+  rng = np.random.default_rng(seed)
+  x, y = rng.normal(size=(6, 3, 3, 1)), _softmax(rng.normal(size=(6, 4)))
+  lam, partner = sample_mixup(jax.random.key(seed), 6, alpha=0.75)
+  lam, partner = np.asarray(lam, np.float64), np.asarray(partner)
+  assert np.all(lam >= 0.5) and np.all(lam <= 1.0)
+  np.testing.assert_array_equal(np.sort(partner), np.arange(6))
+  xm, ym = mix(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+               jnp.asarray(lam, jnp.float32), jnp.asarray(partner))
+  ref_x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[partner]
+  ref_y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+  np.testing.assert_allclose(np.asarray(xm), ref_x, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(ym), ref_y, rtol=1e-5, atol=1e-6)
+
+
+def test_mixup_lambda_distribution():
+  from ssl_jax.methods.semi.mixmatch import sample_mixup
+  sample_mixup = jax.jit(sample_mixup, static_argnums=1, static_argnames="alpha")
+  lam, _ = sample_mixup(jax.random.key(0), 20000, alpha=0.75)
+  # E[max(L, 1 - L)] for L ~ Beta(a, a): a NumPy Monte Carlo reference.
+  ref = np.random.default_rng(0).beta(0.75, 0.75, 200000)
+  np.testing.assert_allclose(float(jnp.mean(lam)), np.maximum(ref, 1 - ref).mean(), atol=0.01)
+
+
+def test_distribution_alignment_against_numpy():
+  from ssl_jax.methods.semi.remixmatch import align_distribution
+  rng = np.random.default_rng(0)
+  probs = _softmax(rng.normal(size=(5, 4)))
+  p_labels, p_model = _softmax(rng.normal(size=4)), _softmax(rng.normal(size=4))
+  ref = probs * p_labels / p_model
+  ref /= ref.sum(-1, keepdims=True)
+  got = align_distribution(jnp.asarray(probs, jnp.float32), jnp.asarray(p_labels, jnp.float32),
+                           jnp.asarray(p_model, jnp.float32))
+  np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tri_training_agreement_against_numpy(seed):
+  from ssl_jax.methods.semi.tri_training import agreement_pseudo_labels, bootstrap_weights
+  rng = np.random.default_rng(seed)
+  probs = _softmax(rng.normal(size=(3, 12, 3)) * 2)
+  pred, conf = probs.argmax(-1), probs.max(-1) >= 0.5
+  labels, mask = agreement_pseudo_labels(jnp.asarray(probs, jnp.float32), threshold=0.5)
+  for i, (j, k) in enumerate([(1, 2), (0, 2), (0, 1)]):
+    ref_mask = (pred[j] == pred[k]) & conf[j] & conf[k]
+    np.testing.assert_array_equal(np.asarray(mask[i]), ref_mask)
+    np.testing.assert_array_equal(np.asarray(labels[i])[ref_mask], pred[j][ref_mask])
+  boot = jax.jit(bootstrap_weights, static_argnums=0)
+  w1 = boot(seed, jnp.arange(400))
+  w2 = boot(seed, jnp.arange(400))
+  np.testing.assert_array_equal(np.asarray(w1), np.asarray(w2))
+  # Poisson(1): mean and variance 1; the heads draw differently.
+  np.testing.assert_allclose(np.asarray(w1).mean(), 1.0, atol=0.1)
+  np.testing.assert_allclose(np.asarray(w1).var(), 1.0, atol=0.2)
+  assert not np.array_equal(np.asarray(w1[0]), np.asarray(w1[1]))
