@@ -48,7 +48,7 @@ from ssl_jax.data import load_dataset  # noqa: E402
 from ssl_jax.data.semi import SemiSupervisedDataset  # noqa: E402
 from ssl_jax.methods.base import merge_pure  # noqa: E402
 from ssl_jax.methods.common import Backbone  # noqa: E402
-from ssl_jax.methods.semi import FixMatch, Supervised  # noqa: E402
+from ssl_jax.methods.semi import FixMatch, SupervisedOnly  # noqa: E402
 from ssl_jax.train.loop import train  # noqa: E402
 
 
@@ -131,7 +131,7 @@ def main(argv=None) -> dict:
   semi_batch = int(round(args.labelled_batch * (1 + semi_ds.expected_ratio)))
 
   runs = [
-      run_one(Supervised(**common), semi_ds.labelled_dataset(), batch=args.labelled_batch,
+      run_one(SupervisedOnly(**common), semi_ds.labelled_dataset(), batch=args.labelled_batch,
               steps=args.steps, lr=args.lr, seed=args.seed, test=test),
       run_one(FixMatch(threshold=args.threshold, **common), semi_ds, batch=semi_batch,
               steps=args.steps, lr=args.lr, seed=args.seed, test=test),

@@ -38,12 +38,15 @@ from ssl_jax.data.image_folder import ImageFolderDataset
 from ssl_jax.data.load import load_dataset
 from ssl_jax.data.pipeline import BatchIterator
 from ssl_jax.data.pipeline import DevicePrefetcher
+from ssl_jax.data.semi import LabelledSubset
+from ssl_jax.data.semi import SemiSupervisedDataset
 from ssl_jax.data.pipeline import prefetch_to_device
 from ssl_jax.data.resize import pad_to_size
 from ssl_jax.data.resize import resize_and_center_crop
 from ssl_jax.data.tfds_source import TfdsDataset
 
 __all__ = [
+    "LabelledSubset", "SemiSupervisedDataset",
     "ArrayDataset", "Dataset", "LazyImageDataset", "ImageFolderDataset",
     "TfdsDataset", "DataNotFoundError", "load_dataset", "load_digits_dataset",
     "read_idx", "resize_and_center_crop", "pad_to_size", "BatchIterator",

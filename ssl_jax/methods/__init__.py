@@ -18,6 +18,7 @@ from ssl_jax.methods.reconstruction import (Autoencoder, ContextEncoder,
                                             DenoisingAutoencoder)
 from ssl_jax.methods.redundancy import BarlowTwins, VICReg
 from ssl_jax.methods.rotnet import RotNet
+from ssl_jax.methods import semi
 from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.sparse_coding import SparseCoding
@@ -34,8 +35,12 @@ PRETEXT = (RotNet, ContextEncoder, Autoencoder, DenoisingAutoencoder, MAE, Multi
 # Baselines trained in the same loop, for comparison tables.
 BASELINES = (Supervised,)
 
+# Semi-supervised consistency training: labelled + unlabelled rows per batch
+# (ssl_jax.data.semi.SemiSupervisedDataset marks unlabelled rows with -1).
+SEMI_SUPERVISED = semi.METHODS
+
 REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls for cls in JOINT_EMBEDDING + PRETEXT + BASELINES
+    cls.name: cls for cls in JOINT_EMBEDDING + PRETEXT + BASELINES + SEMI_SUPERVISED
 }
 
 
@@ -55,5 +60,5 @@ def create(name: str, **kwargs) -> Method:
 __all__ = ["Autoencoder", "BASELINES", "BYOL", "Backbone", "BarlowTwins", "ContextEncoder", "DINO",
            "DenoisingAutoencoder", "JOINT_EMBEDDING", "LossOutput", "MAE", "Method",
            "MoCoV2", "MoCoV3", "MultiTask", "PRETEXT", "PretextTask", "REGISTRY",
-           "RotNet", "SSLModel", "SimCLR", "SimSiam", "SparseCoding", "StepContext",
+           "RotNet", "SEMI_SUPERVISED", "SSLModel", "SimCLR", "SimSiam", "SparseCoding", "StepContext",
            "SupCon", "Supervised", "VICReg", "Views", "create", "register"]

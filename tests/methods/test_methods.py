@@ -114,7 +114,10 @@ def test_registry_and_create():
   assert set(ALL) == {"simclr", "mocov2", "mocov3", "byol", "simsiam", "barlow_twins",
                       "vicreg", "dino", "supcon"}
   assert {"rotnet", "context_encoder", "autoencoder", "denoising_autoencoder", "mae",
-          "multitask", "sparse_coding", "supervised"} <= set(methods.REGISTRY)
+          "multitask", "sparse_coding", "supervised", "supervised_only", "fixmatch",
+          "pi_model", "mean_teacher", "uda", "temporal_ensembling", "vat", "mixmatch",
+          "remixmatch", "noisy_student", "tri_training"} <= set(methods.REGISTRY)
+  assert len(methods.REGISTRY) == 28
   m = methods.create("simclr", temperature=0.3)
   assert m.temperature == 0.3
   with pytest.raises(ValueError, match="unknown method"):

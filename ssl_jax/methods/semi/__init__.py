@@ -15,15 +15,15 @@ from ssl_jax.methods.semi.mixmatch import MixMatch
 from ssl_jax.methods.semi.noisy_student import NoisyStudent
 from ssl_jax.methods.semi.pi_model import PiModel
 from ssl_jax.methods.semi.remixmatch import ReMixMatch
-from ssl_jax.methods.semi.supervised import Supervised
+from ssl_jax.methods.semi.supervised import SupervisedOnly
 from ssl_jax.methods.semi.temporal_ensembling import TemporalEnsembling
 from ssl_jax.methods.semi.tri_training import TriTraining
 from ssl_jax.methods.semi.uda import UDA
 from ssl_jax.methods.semi.vat import VAT
 
-METHODS = (Supervised, FixMatch, PiModel, MeanTeacher, UDA, TemporalEnsembling, VAT,
+METHODS = (SupervisedOnly, FixMatch, PiModel, MeanTeacher, UDA, TemporalEnsembling, VAT,
            MixMatch, ReMixMatch, NoisyStudent, TriTraining)
 
 __all__ = ["FixMatch", "METHODS", "MeanTeacher", "MixMatch", "NoisyStudent", "PiModel",
-           "ReMixMatch", "SemiSupervisedMethod", "Supervised", "TemporalEnsembling",
+           "ReMixMatch", "SemiSupervisedMethod", "SupervisedOnly", "TemporalEnsembling",
            "TriTraining", "UDA", "VAT"]

@@ -68,7 +68,7 @@ class FixMatch(base.SemiSupervisedMethod):
   Attributes:
     strong: the strong augmentation.
     threshold: pseudo-label confidence tau (0.95).
-    (and the `SemiSupervisedMethod` fields; lambda_u = 1, no ramp-up.)
+    lambda_u, rampup: as in `SemiSupervisedMethod` (here 1, no ramp-up).
 
   >>> FixMatch(num_classes=10).threshold
   0.95

@@ -37,7 +37,7 @@ class MeanTeacher(base.SemiSupervisedMethod):
   Attributes:
     ema_decay: alpha, the teacher's EMA decay at the start.
     final_decay: if set, alpha follows a cosine from `ema_decay` to it.
-    (and the `SemiSupervisedMethod` fields.)
+    backbone, num_classes, weak, lambda_u, rampup: see `SemiSupervisedMethod`.
 
   >>> MeanTeacher().ema_decay
   0.99

@@ -74,7 +74,7 @@ class MixMatch(base.SemiSupervisedMethod):
     num_augmentations: K views per image for the label guess.
     temperature: sharpening T.
     alpha: Beta(alpha, alpha) of mixup.
-    (and the `SemiSupervisedMethod` fields; lambda_u = 75.)
+    lambda_u, rampup: as in `SemiSupervisedMethod` (here lambda_u = 75).
 
   >>> m = MixMatch(); (m.num_augmentations, m.temperature, m.alpha, m.lambda_u)
   (2, 0.5, 0.75, 75.0)

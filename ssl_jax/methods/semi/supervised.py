@@ -5,7 +5,9 @@ unlabelled rows (label -1) are ignored. This is the "supervised baseline"
 every semi-supervised paper compares against (e.g. Oliver et al. 2018,
 "Realistic Evaluation of Deep Semi-Supervised Learning Algorithms",
 arXiv:1804.09170): same encoder, same labels, same optimiser, no unlabelled
-term. On a labelled-only data set every row counts.
+term. On a labelled-only data set every row counts. (`ssl_jax.methods.Supervised`
+is the baseline of the self-supervised tables: one view of the same preset
+the SSL methods use, every row labelled.)
 """
 from __future__ import annotations
 
@@ -16,15 +18,15 @@ from ssl_jax.methods.semi import base
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Supervised(base.SemiSupervisedMethod):
+class SupervisedOnly(base.SemiSupervisedMethod):
   """CE on labelled rows only (see `SemiSupervisedMethod` for the fields).
 
   >>> from ssl_jax.methods.common import Backbone
-  >>> m = Supervised(backbone=Backbone(encoder="small_convnet"), num_classes=10)
+  >>> m = SupervisedOnly(backbone=Backbone(encoder="small_convnet"), num_classes=10)
   >>> m.name, m.encoder_path()
-  ('supervised', ('encoder',))
+  ('supervised_only', ('encoder',))
   """
-  name = "supervised"
+  name = "supervised_only"
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     self.check_batch(batch)

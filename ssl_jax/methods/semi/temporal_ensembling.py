@@ -77,7 +77,7 @@ class TemporalEnsembling(base.SemiSupervisedMethod):
     num_examples: N, the size of the index space the per-example state
       covers (the base data set's length with `SemiSupervisedDataset`).
     alpha: ensemble momentum (0.6).
-    (and the `SemiSupervisedMethod` fields.)
+    backbone, num_classes, weak, lambda_u, rampup: see `SemiSupervisedMethod`.
 
   >>> TemporalEnsembling(num_examples=100).alpha
   0.6

@@ -15,7 +15,7 @@ COMMON = dict(backbone=helpers.BACKBONE, num_classes=helpers.NUM_CLASSES)
 STRONG = Views(preset="fixmatch_strong", kwargs={"num_ops": 1, "cutout": 0.25})
 
 FACTORIES = {
-    "supervised": lambda: semi.Supervised(**COMMON),
+    "supervised_only": lambda: semi.SupervisedOnly(**COMMON),
     "fixmatch": lambda: semi.FixMatch(strong=STRONG, threshold=0.5, **COMMON),
     "pi_model": lambda: semi.PiModel(lambda_u=1.0, rampup=0.0, **COMMON),
     "mean_teacher": lambda: semi.MeanTeacher(lambda_u=1.0, rampup=0.0, **COMMON),
