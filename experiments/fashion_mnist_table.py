@@ -114,12 +114,6 @@ def parse_methods(values: Sequence[str] | None) -> list[str]:
   return names
 
 
-def _register_extra_methods() -> None:
-  """Makes the supervised baseline available while it is not in the registry."""
-  from ssl_jax import methods
-  if "supervised" not in methods.REGISTRY:
-    from ssl_jax.methods.supervised import Supervised
-    methods.register(Supervised)
 
 
 def _smoke_module():
@@ -433,7 +427,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.finetune_epochs is None:
     args.finetune_epochs = 1 if args.quick else FINETUNE_EPOCHS
   methods = parse_methods(args.methods)
-  _register_extra_methods()
   from ssl_jax import experiment
   from ssl_jax import methods as methods_lib
 

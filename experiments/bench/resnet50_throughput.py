@@ -49,7 +49,6 @@ from ssl_jax import data as data_lib
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.common import Backbone, Views
 from ssl_jax.methods.simclr import SimCLR
-from ssl_jax.train import optim
 
 RESNET50_GFLOP_FORWARD = 8.22  # per 224x224 image (4.11 GMAC)
 ANALYTIC_GFLOP_PER_IMAGE = {"simclr": 6 * RESNET50_GFLOP_FORWARD,

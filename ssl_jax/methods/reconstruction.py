@@ -48,7 +48,6 @@ from flax import nnx
 
 from ssl_jax import augment
 from ssl_jax import losses
-from ssl_jax import models
 from ssl_jax.methods.common import Backbone, Views, resolve_dtype
 from ssl_jax.methods.multitask import PretextTask, TaskOutput
 from ssl_jax.models.decoders import ConvDecoder

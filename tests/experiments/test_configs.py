@@ -27,7 +27,6 @@ from flax import nnx
 
 from experiments import smoke
 from ssl_jax import experiment, methods
-from ssl_jax.methods.supervised import Supervised
 from ssl_jax.train.state import init_train_state
 from ssl_jax.train.step import make_train_step
 
@@ -39,13 +38,6 @@ FASHION_METHODS = ("simclr", "mocov2", "mocov3", "byol", "simsiam", "barlow_twin
                    "dino", "supcon", "rotnet", "supervised")
 CIFAR_METHODS = ("simclr", "mocov2", "mocov3", "byol", "simsiam", "barlow_twins", "vicreg",
                  "dino", "supcon")
-
-
-@pytest.fixture(autouse=True)
-def _supervised_registered(monkeypatch):
-  # Registered by the package later; patched in (and restored) so the
-  # registry other tests see is unchanged.
-  monkeypatch.setitem(methods.REGISTRY, "supervised", Supervised)
 
 
 def _load(name: str):

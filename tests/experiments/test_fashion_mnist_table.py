@@ -8,20 +8,11 @@ import runpy
 import numpy as np
 import pytest
 
-from ssl_jax import experiment, methods
-from ssl_jax.methods.supervised import Supervised
+from ssl_jax import experiment
 from ssl_jax.train import checkpoint as ckpt_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 table = runpy.run_path(os.path.join(ROOT, "experiments", "fashion_mnist_table.py"))
-
-
-@pytest.fixture(autouse=True)
-def _registry_restored(monkeypatch):
-  # The runner registers the supervised baseline if the package has not;
-  # keep the registry other tests see unchanged.
-  monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
-  monkeypatch.setitem(methods.REGISTRY, "supervised", Supervised)
 
 
 def test_parse_methods_accepts_spaces_and_commas():

@@ -20,12 +20,13 @@ ENCODER_KWARGS = {
     "vit_tiny": dict(image_size=16, patch_size=8),
     "vit_small": dict(image_size=16, patch_size=8),
     "vit_base": dict(image_size=16, patch_size=8),
+    "vit": dict(image_size=16, patch_size=8, dim=32, depth=1, num_heads=2),
     "small_convnet": dict(),
     "mlp": dict(image_size=8, hidden_features=(32, 16)),
 }
 NUM_FEATURES = {"resnet18": 64, "resnet34": 64, "resnet50": 256,
                 "resnet101": 256, "vit_tiny": 192, "vit_small": 384,
-                "vit_base": 768, "small_convnet": 128, "mlp": 16}
+                "vit_base": 768, "vit": 32, "small_convnet": 128, "mlp": 16}
 
 
 def test_registry_lists_exactly_the_contract_names():
