@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import optax
 
@@ -81,6 +82,12 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _any_process(flag: bool) -> bool:
+  """True on every process if `flag` is true on any (a collective: all call it)."""
+  flags = multihost_utils.process_allgather(np.array([int(flag)], np.int32))
+  return bool(np.asarray(flags).any())
+
+
 def _advance(position: dict, steps: int, steps_per_epoch: int) -> dict:
   flat = position["epoch"] * steps_per_epoch + position["index"] + steps
   return {"epoch": flat // steps_per_epoch, "index": flat % steps_per_epoch}
@@ -94,7 +101,7 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
           eval_every: int = 0, config: dict | None = None, force: bool = False,
           mesh: jax.sharding.Mesh | None = None, handle_sigterm: bool = True,
           async_checkpoints: bool = True, progress: bool | None = None,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, stop_check_every: int = 10) -> TrainResult:
   """Trains `method` on `dataset` in `workdir`, resuming if it can.
 
   Args:
@@ -122,18 +129,25 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
     progress: draw a progress bar (default: when stderr is a terminal).
     stop_after: return (as "preempted") after this many steps of this call,
       leaving a checkpoint; a test hook that behaves like a SIGTERM.
+    stop_check_every: with several processes, how often (in steps, and at
+      every checkpoint step) they agree on stopping; a SIGTERM that reaches
+      only some of them then stops all at the same step. Each check is a
+      small collective that waits for the step to finish.
   """
   mesh = mesh or parallel.data_mesh()
   parallel.check_batch_divisible(global_batch_size, mesh)
   if total_steps < 1:
     raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
   monitor_every = log_every if monitor_every is None else monitor_every
+  if stop_check_every < 1:
+    raise ValueError(f"stop_check_every must be >= 1, got {stop_check_every}.")
   # Without a config, the method's own description stands in for it, so a
   # workdir of another method or model still fails with a clear mismatch.
   config = dict(config) if config else {
       "method": repr(method), "global_batch_size": global_batch_size, "seed": seed}
   fingerprint = ckpt_lib.config_fingerprint(config)
   is_chief = jax.process_index() == 0
+  multi_process = jax.process_count() > 1
 
   image_shape = tuple(np.asarray(dataset.get(np.arange(1))[0]).shape[1:])
   state, graphdef = init_train_state(method, image_shape=image_shape, tx=tx, seed=seed)
@@ -229,7 +243,13 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
           bar.update(step, f"loss {record['loss']:.4f}")
         if checkpointer.should_save(step) or step == total_steps:
           save(step)
-        if sigterm.set or (stop_after is not None and step - start_step >= stop_after):
+        stop = sigterm.set or (stop_after is not None and step - start_step >= stop_after)
+        if multi_process:
+          # A signal may reach only some processes; saving needs all of them,
+          # so they agree, at steps every process checks, to stop together.
+          stop = (step % stop_check_every == 0 or checkpointer.should_save(step)) \
+              and _any_process(stop)
+        if stop:
           if step < total_steps:
             save(step, wait=True)
             status = "preempted"

@@ -146,11 +146,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(reference, tmp_path):
-  """2 processes x 4 CPU devices over loopback == 1 process x 8 devices."""
-  _, ref_losses = reference
-  workdir = str(tmp_path / "multi")
-  port = _free_port()
+def _launch_two_processes(workdir, port, extra_args):
   procs = []
   for pid in range(2):
     env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1",
@@ -161,12 +157,31 @@ def test_two_processes_match_one_process(reference, tmp_path):
       env["XLA_FLAGS"] = flags.strip()
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "tests.train.tiny_run", workdir, "--steps", str(STEPS),
-         "--local-devices", "4"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
-  outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
+         "--local-devices", "4", *extra_args[pid]], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  results = []
+  for p in procs:
+    out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
+    results.append(json.loads(out.strip().splitlines()[-1]))
+  return results
+
+
+def test_two_processes_match_one_process(reference, tmp_path):
+  """2 processes x 4 CPU devices over loopback == 1 process x 8 devices.
+
+  The first launch asks only process 1 to stop after 3 steps (as a SIGTERM
+  reaching one host would): both must stop together at the next agreed step
+  (4, a checkpoint step) instead of one waiting forever in the save; the
+  second launch resumes both and must reproduce the one-process run.
+  """
+  _, ref_losses = reference
+  workdir = str(tmp_path / "multi")
+  first = _launch_two_processes(workdir, _free_port(), [[], ["--stop-after", "3"]])
+  assert [r["status"] for r in first] == ["preempted", "preempted"]
+  assert [r["step"] for r in first] == [4, 4]
+  second = _launch_two_processes(workdir, _free_port(), [[], []])
+  for result in second:
     assert result == {"status": "completed", "step": STEPS, "devices": 8, "processes": 2}
   got = _losses(workdir)
   assert [s for s, _ in got] == [s for s, _ in ref_losses]
