@@ -33,6 +33,9 @@ def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
                  help="host:port of process 0 (or set SSL_JAX_COORDINATOR)")
   g.add_argument("--num-processes", type=int, default=None)
   g.add_argument("--process-id", type=int, default=None)
+  g.add_argument("--distributed-auto", action="store_true",
+                 help="let JAX detect the launch (Cloud TPU pod, SLURM, Open MPI, "
+                 "Kubernetes) instead of --coordinator (or set SSL_JAX_DISTRIBUTED=auto)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -248,11 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     if overrides and args.command != "pretrain":
       raise UsageError("--config.KEY=VALUE overrides only apply to `pretrain`")
-    if getattr(args, "coordinator", None) or os.environ.get("SSL_JAX_COORDINATOR"):
+    if (getattr(args, "coordinator", None) or getattr(args, "distributed_auto", False)
+        or os.environ.get("SSL_JAX_COORDINATOR") or os.environ.get("SSL_JAX_DISTRIBUTED")):
       from ssl_jax import parallel
-      parallel.initialize_distributed(coordinator_address=args.coordinator,
-                                      num_processes=args.num_processes,
-                                      process_id=args.process_id)
+      try:
+        parallel.initialize_distributed(
+            coordinator_address=getattr(args, "coordinator", None),
+            num_processes=getattr(args, "num_processes", None),
+            process_id=getattr(args, "process_id", None),
+            auto=getattr(args, "distributed_auto", False))
+      except ValueError as e:
+        raise UsageError(str(e)) from e
     return _dispatch(args, overrides)
   except UsageError as e:
     print(f"ssl-jax: error: {e}", file=sys.stderr)

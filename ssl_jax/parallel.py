@@ -25,6 +25,7 @@ DATA_AXIS = "data"
 _COORDINATOR_ENV = "SSL_JAX_COORDINATOR"
 _NUM_PROCESSES_ENV = "SSL_JAX_NUM_PROCESSES"
 _PROCESS_ID_ENV = "SSL_JAX_PROCESS_ID"
+_AUTO_ENV = "SSL_JAX_DISTRIBUTED"
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None, *,
@@ -75,31 +76,60 @@ def host_to_global(batch: Any, sharding: NamedSharding) -> Any:
       batch)
 
 
+def _int_setting(value: int | None, env: str, flag: str) -> int:
+  """`value`, else the integer in environment variable `env`, else an error."""
+  if value is not None:
+    return int(value)
+  raw = os.environ.get(env)
+  try:
+    return int(raw)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"a coordinator was given but not {flag} (nor {env}): every process of a "
+        f"multi-process run needs the coordinator, the number of processes and its "
+        f"own process id; got {env}={raw!r}.") from None
+
+
 def initialize_distributed(*, coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None,
-                           local_device_count: int | None = None) -> bool:
+                           local_device_count: int | None = None,
+                           auto: bool = False) -> bool:
   """Joins a multi-process run, if this process was launched as part of one.
 
   Arguments left as None are read from ``SSL_JAX_COORDINATOR``,
   ``SSL_JAX_NUM_PROCESSES`` and ``SSL_JAX_PROCESS_ID``; when no coordinator
-  is given either way, nothing happens and the run is single-process (on
-  TPU pods and SLURM/Open MPI clusters call with no arguments after setting
-  the variables, or call `jax.distributed.initialize()` yourself, which
-  auto-detects those environments). On CPU, `local_device_count` emulates
-  that many devices per process and selects the gloo collectives, which is
-  how the multi-host path is tested on one machine.
+  is given either way, nothing happens and the run is single-process, unless
+  `auto` (or ``SSL_JAX_DISTRIBUTED=auto``) asks JAX to find the cluster
+  itself: `jax.distributed.initialize()` with no arguments, which detects
+  Cloud TPU pods and SLURM / Open MPI / Kubernetes launches. On CPU,
+  `local_device_count` emulates that many devices per process and selects
+  the gloo collectives, which is how the multi-host path is tested on one
+  machine.
 
   Returns True when a multi-process run was joined. Must be called before
   any other JAX call touches a backend.
+
+  Raises:
+    ValueError: `auto` was asked for outside an environment JAX recognises
+      (the message says what to pass instead).
   """
   coordinator_address = coordinator_address or os.environ.get(_COORDINATOR_ENV)
+  auto = auto or os.environ.get(_AUTO_ENV, "").lower() == "auto"
   if not coordinator_address:
-    return False
-  if num_processes is None:
-    num_processes = int(os.environ[_NUM_PROCESSES_ENV])
-  if process_id is None:
-    process_id = int(os.environ[_PROCESS_ID_ENV])
+    if not auto:
+      return False
+    try:
+      jax.distributed.initialize()
+    except (ValueError, RuntimeError) as e:
+      raise ValueError(
+          "could not auto-detect a multi-process launch (JAX knows Cloud TPU "
+          "pods, SLURM, Open MPI and Kubernetes jobs); pass the coordinator "
+          "instead: --coordinator HOST:PORT --num-processes N --process-id I "
+          f"(or set SSL_JAX_COORDINATOR etc.). JAX said: {e}") from e
+    return True
+  num_processes = _int_setting(num_processes, _NUM_PROCESSES_ENV, "--num-processes")
+  process_id = _int_setting(process_id, _PROCESS_ID_ENV, "--process-id")
   if local_device_count is not None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.config.update("jax_num_cpu_devices", local_device_count)

@@ -126,3 +126,30 @@ def test_bench_runs_a_benchmark_by_name(tmp_path):
   assert cli.main(["bench", "augment_throughput", "--quick", "--out", str(tmp_path)]) == 0
   report = json.load(open(tmp_path / "augment_throughput_cpu.json"))
   assert report["results"] and all(r["images_per_s"] > 0 for r in report["results"])
+
+
+def test_distributed_auto_asks_jax_to_detect_and_explains_failure(tmp_path, capsys,
+                                                                   monkeypatch):
+  import jax
+  calls = []
+
+  def fake_initialize(*args, **kwargs):
+    calls.append((args, kwargs))
+    raise ValueError("coordinator_address should be defined.")
+
+  monkeypatch.setattr(jax.distributed, "initialize", fake_initialize)
+  code = cli.main(["pretrain", "--config", QUICKSTART, "--workdir", str(tmp_path),
+                   "--distributed-auto"])
+  err = capsys.readouterr().err
+  assert calls == [((), {})]  # no arguments: JAX's own cluster detection
+  assert code == 2 and "could not auto-detect" in err and "--coordinator" in err
+  assert "Traceback" not in err
+
+
+def test_coordinator_without_process_count_is_a_usage_error(tmp_path, capsys,
+                                                             monkeypatch):
+  monkeypatch.delenv("SSL_JAX_NUM_PROCESSES", raising=False)
+  code = cli.main(["pretrain", "--config", QUICKSTART, "--workdir", str(tmp_path),
+                   "--coordinator", "127.0.0.1:1234", "--process-id", "0"])
+  assert code == 2
+  assert "--num-processes" in capsys.readouterr().err
