@@ -10,6 +10,13 @@ Sources (all give uint8 images [N, H, W, C] and int32 labels [N] through
   LazyImageDataset      decoded and resized on access (tfds, image folders)
   DataNotFoundError     missing data: the paths searched and how to add it
 
+Labels:
+
+  balanced_subset       class-balanced, seeded label subsets (1% / 10%, 100
+                        per class)
+  SemiSupervisedDataset labelled subset + unlabelled pool mixed in a ratio mu
+  LabelledSubset        the labelled rows alone
+
 Pipeline:
 
   BatchIterator         seeded per-epoch shuffling, per-process slices of the
@@ -40,6 +47,7 @@ from ssl_jax.data.pipeline import BatchIterator
 from ssl_jax.data.pipeline import DevicePrefetcher
 from ssl_jax.data.semi import LabelledSubset
 from ssl_jax.data.semi import SemiSupervisedDataset
+from ssl_jax.data.subsets import balanced_subset
 from ssl_jax.data.pipeline import prefetch_to_device
 from ssl_jax.data.resize import pad_to_size
 from ssl_jax.data.resize import resize_and_center_crop
@@ -50,5 +58,5 @@ __all__ = [
     "ArrayDataset", "Dataset", "LazyImageDataset", "ImageFolderDataset",
     "TfdsDataset", "DataNotFoundError", "load_dataset", "load_digits_dataset",
     "read_idx", "resize_and_center_crop", "pad_to_size", "BatchIterator",
-    "DevicePrefetcher", "prefetch_to_device",
+    "DevicePrefetcher", "prefetch_to_device", "balanced_subset",
 ]

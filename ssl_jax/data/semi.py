@@ -1,7 +1,7 @@
 """A labelled/unlabelled view of a data set for semi-supervised training.
 
 `SemiSupervisedDataset` keeps the labels of a class-balanced, seeded subset
-(`ssl_jax.evaluate.balanced_subset`, e.g. 100 per class = 1,000 labels on
+(`ssl_jax.data.balanced_subset`, e.g. 100 per class = 1,000 labels on
 Fashion-MNIST) and hides every other label as -1. Its index space is
 virtual, so that the training loop's ordinary `BatchIterator` (a seeded
 permutation of `range(len(ds))`) produces batches that mix the two kinds in
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ssl_jax.evaluate.subsets import balanced_subset
+from ssl_jax.data.subsets import balanced_subset
 
 
 class SemiSupervisedDataset:

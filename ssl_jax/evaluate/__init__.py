@@ -26,7 +26,7 @@ from ssl_jax.evaluate.fine_tuning import finetune
 from ssl_jax.evaluate.knn import KnnMonitor
 from ssl_jax.evaluate.knn import knn_classify
 from ssl_jax.evaluate.linear import linear_probe
-from ssl_jax.evaluate.subsets import balanced_subset
+from ssl_jax.data.subsets import balanced_subset
 
 __all__ = [
     "KnnMonitor",

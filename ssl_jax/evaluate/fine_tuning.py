@@ -3,7 +3,7 @@
 The protocol of SimCLR (Chen et al. 2020, arXiv:2002.05709) and BYOL (Grill
 et al. 2020, arXiv:2006.07733) for 1% / 10% of the labels: start from the
 pretrained encoder, add a linear classifier, train both with cross-entropy
-on the labelled subset (see `subsets.balanced_subset`), report test top-1.
+on the labelled subset (see `ssl_jax.data.balanced_subset`), report test top-1.
 
 Reused: optax for the optimisers, schedule, per-group learning rates
 (`optax.multi_transform`) and the loss; flax's functional NNX API for the

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssl_jax.evaluate import subsets
+from ssl_jax.data import subsets
 
 
 def imbalanced_labels(seed: int, num_classes: int = 5):

@@ -9,7 +9,9 @@ of subset reproducibly from a seed.
 Hand-written because scikit-learn's `train_test_split(stratify=...)` keeps
 class proportions (not a fixed per-class count), has no
 at-least-one-per-class guarantee and no way to exclude an earlier draw.
-Runs on the host in NumPy: it is index bookkeeping done once.
+Runs on the host in NumPy: it is index bookkeeping done once. It lives in
+`ssl_jax.data` because the semi-supervised data sets draw their labelled
+rows with it; `ssl_jax.evaluate.balanced_subset` is the same function.
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ssl_jax.evaluate import _checks
 
 
 def balanced_subset(labels: Any, *, fraction: float | None = None,
@@ -58,7 +59,12 @@ def balanced_subset(labels: Any, *, fraction: float | None = None,
   >>> np.intersect1d(idx, rest).size, len(rest)
   (0, 24)
   """
-  y = _checks.check_labels(labels, "labels", n=None, num_classes=None)
+  y = np.asarray(labels)
+  if y.ndim != 1:
+    raise ValueError(f"`labels` must have shape [N], got shape {y.shape}.")
+  if not np.issubdtype(y.dtype, np.integer):
+    raise TypeError(f"`labels` must hold integer class ids, got dtype {y.dtype}; "
+                    "cast with .astype(np.int32).")
   if y.size == 0:
     raise ValueError("`labels` is empty; there is nothing to draw from.")
   if y.min() < 0:
@@ -70,7 +76,12 @@ def balanced_subset(labels: Any, *, fraction: float | None = None,
   if fraction is not None and not 0 < fraction <= 1:
     raise ValueError(f"`fraction` must lie in (0, 1], got {fraction}.")
   if per_class is not None:
-    per_class = _checks.check_positive_int(per_class, "per_class")
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)):
+      raise TypeError(f"`per_class` must be an int, got {per_class!r} of type "
+                      f"{type(per_class).__name__}.")
+    if per_class < 1:
+      raise ValueError(f"`per_class` must be >= 1, got {per_class}.")
+    per_class = int(per_class)
 
   available = np.ones(y.shape[0], bool)
   if exclude is not None:
