@@ -1,0 +1,666 @@
+"""Fused (flash-attention style) Pallas kernels for contrastive log-sum-exps.
+
+NT-Xent (Chen et al. 2020, "A Simple Framework for Contrastive Learning of
+Visual Representations", arXiv:2002.05709) and InfoNCE are "a sum of row
+log-sum-exps of a similarity matrix minus positive terms". With anchors
+`A` [M, D], candidates `C` [K, D] and temperature `T`, the only expensive
+part is
+
+  lse_a = log sum_{b : b != self(a)} exp(A_a . C_b / T),
+
+and its gradients `dA = (g * P) @ C / T`, `dC = (g * P)^T @ A / T` with
+`P_ab = exp(A_a . C_b / T - lse_a)` (0 on the excluded entries) and `g` the
+per-row cotangent. The blockwise XLA version (`ssl_jax.losses.blockwise`)
+already avoids holding the [M, K] matrix, but each tile of logits is still
+written to and read back from GPU memory by separate XLA kernels, and that
+traffic, not the FLOPs, is its run time. Here every tile lives only in
+on-chip memory (registers / shared memory), as in FlashAttention (Dao et al.
+2022, "FlashAttention: Fast and Memory-Efficient Exact Attention with
+IO-Awareness", arXiv:2205.14135), whose two ideas this reuses:
+
+* forward: a grid over blocks of anchor rows; each program loops over blocks
+  of candidate columns and keeps a running maximum and running sum of
+  exponentials per row (the online softmax), writing only lse [M];
+* backward: the tiles are recomputed from `A`, `C` and the saved lse
+  instead of being stored. One kernel runs over row blocks and accumulates
+  dA, a second runs over column blocks and accumulates dC (each program owns
+  its output rows, so no atomics are needed).
+
+Memory is O((M + K) * D) (inputs, gradients, lse), never O(M * K). The
+normalisation, the positive terms, the weights and the mean stay in plain
+JAX, which differentiates them; only `_lse_rows` has a custom VJP, with a
+per-row cotangent, so weighted sums, `logaddexp` with a MoCo positive and
+learned temperatures all compose with it.
+
+Hand-written because neither optax (`optax.losses.ntxent` is dense) nor JAX
+ships a fused contrastive loss; the bundled Pallas flash-attention op
+computes softmax(QK^T)V, not row log-sum-exps with a self mask and their
+gradients with respect to both sides.
+
+Kernel details. Written for the Triton backend of Pallas (the one JAX's own
+`pallas.ops.gpu.attention` uses) and run by the tests in Pallas interpret
+mode on CPU, which executes the same kernel body with XLA ops. Tiles are
+powers of two >= 16 (Triton's dot minimum); inputs are zero-padded to whole
+tiles, the feature dimension to a power of two >= 16 (zero features leave
+every dot product unchanged), padded candidate columns are masked to -inf
+and padded anchor rows get a zero cotangent. The products run on the input
+dtype (bfloat16 or float32 operands) with float32 accumulation; float32
+operands follow the backend's default dot precision (TF32 on NVIDIA tensor
+cores, as the dense and blockwise losses do under XLA's default). All softmax
+arithmetic is float32, in base 2 (`exp2`, with log2(e) folded into the logit
+scale), and `-inf - -inf` is guarded so that a row with nothing to sum gives
+lse = -inf and zero gradients, never NaN.
+
+No `axis_name`: under `shard_map` / `pmap` use the blockwise losses, which
+gather the candidates across devices.
+
+Status. Verified here on CPU only: values and gradients in interpret mode
+against float64 NumPy references and the dense losses
+(`tests/losses/test_fused.py`), and the Pallas -> Triton lowering of the
+compiled (non-interpret) kernels for CUDA, via `jax.export` with the
+platform set to "cuda". That check stops at Triton IR: Triton's own
+compilation to PTX (register and shared-memory limits, layouts) happens only
+on a GPU. Its speed on GPU has not been measured yet.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+from ssl_jax.losses._common import l2_normalize
+from ssl_jax.losses.blockwise import _check_embeddings
+from ssl_jax.losses.blockwise import _check_pair
+from ssl_jax.losses.blockwise import _check_temperature
+from ssl_jax.losses.blockwise import _matmul_dtype
+
+__all__ = ["info_nce_fused", "lse_sum_fused", "nt_xent_fused"]
+
+_LOG2E = math.log2(math.e)
+_LN2 = math.log(2.0)
+# Triton's tl.dot needs every dimension >= 16; Pallas' Triton lowering needs
+# every array dimension to be a power of two.
+_MIN_TILE = 16
+
+
+# ----------------------------------------------------------------------------
+# Static configuration.
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+  """Everything static about one kernel launch (hashable: a jit/VJP key)."""
+  num_cols: int        # true K; padded candidate columns are masked
+  exclude_self: bool   # mask column a in row a
+  scale: float         # logit = scale * A_a . C_b (1/T, or 1 if pre-scaled)
+  block_rows: int      # forward tile
+  block_cols: int
+  da_rows: int         # anchor-gradient kernel: rows owned, columns looped
+  da_cols: int
+  dc_rows: int         # candidate-gradient kernel: rows looped, columns owned
+  dc_cols: int
+  interpret: bool
+  num_warps: int | None
+  num_stages: int
+
+
+def _compiler_params(config: _Config, tile: int, accumulator: int = 0):
+  """Triton launch parameters for `tile` logits and `accumulator` floats."""
+  num_warps = config.num_warps
+  if num_warps is None:
+    # As the attention op: 8 warps once a float32 tile (or the gradient
+    # accumulator) has 128 x 128 entries, so that it fits in registers.
+    num_warps = 8 if max(tile, accumulator) >= 128 * 128 else 4
+  return plgpu.CompilerParams(num_warps=num_warps,
+                              num_stages=config.num_stages)
+
+
+def _keep(rows, cols, config: _Config, transposed: bool = False):
+  """Which entries of a tile enter the sums ([rows, cols], or transposed)."""
+  if transposed:
+    rows, cols = rows[None, :], cols[:, None]
+  else:
+    rows, cols = rows[:, None], cols[None, :]
+  keep = cols < config.num_cols
+  if config.exclude_self:
+    keep = jnp.logical_and(keep, cols != rows)
+  return keep
+
+
+def _finite_or_zero(x):
+  # Rows with nothing to sum have lse = -inf; every entry of such a row is
+  # masked to -inf, so shifting by 0 instead keeps exp2 at exactly 0
+  # instead of NaN (-inf - -inf).
+  return jnp.where(x == -jnp.inf, 0.0, x)
+
+
+# ----------------------------------------------------------------------------
+# Kernels. Refs hold padded arrays: A [Mp, Dp], C [Kp, Dp], lse/g [Mp].
+# ----------------------------------------------------------------------------
+
+
+def _forward_kernel(a_ref, c_ref, lse_ref, *, config: _Config):
+  block_rows, block_cols = config.block_rows, config.block_cols
+  num_col_blocks = c_ref.shape[0] // block_cols
+  scale2 = config.scale * _LOG2E  # base-2 logits: exp2 is the native op
+  a = a_ref[...]
+  rows = pl.program_id(0) * block_rows + jnp.arange(block_rows)
+
+  def body(j, carry):
+    m_prev, l_prev = carry
+    start = pl.multiple_of(j * block_cols, block_cols)
+    c = c_ref[pl.ds(start, block_cols), :]
+    s = plgpu.dot(a, c, trans_b=True) * scale2  # [block_rows, block_cols]
+    cols = start + jnp.arange(block_cols)
+    s = jnp.where(_keep(rows, cols, config), s, -jnp.inf)
+    m_next = jnp.maximum(m_prev, jnp.max(s, axis=1))
+    shift = _finite_or_zero(m_next)
+    l_next = (l_prev * jnp.exp2(m_prev - shift)
+              + jnp.sum(jnp.exp2(s - shift[:, None]), axis=1))
+    return m_next, l_next
+
+  m = jnp.full((block_rows,), -jnp.inf, jnp.float32)
+  l = jnp.zeros((block_rows,), jnp.float32)
+  m, l = jax.lax.fori_loop(0, num_col_blocks, body, (m, l))
+  # m = -inf and l = 0 (nothing to sum) gives -inf, as log(0) should.
+  lse_ref[...] = (m + jnp.log2(l)) * _LN2
+
+
+def _anchor_grad_kernel(a_ref, c_ref, lse_ref, g_ref, da_ref, *,
+                        config: _Config):
+  """dA rows of one row block: sum over column blocks of P @ C."""
+  block_rows, block_cols = config.da_rows, config.da_cols
+  num_col_blocks = c_ref.shape[0] // block_cols
+  scale2 = config.scale * _LOG2E
+  a = a_ref[...]
+  lse2 = _finite_or_zero(lse_ref[...] * _LOG2E)
+  rows = pl.program_id(0) * block_rows + jnp.arange(block_rows)
+
+  def body(j, acc):
+    start = pl.multiple_of(j * block_cols, block_cols)
+    c = c_ref[pl.ds(start, block_cols), :]
+    s = plgpu.dot(a, c, trans_b=True) * scale2
+    cols = start + jnp.arange(block_cols)
+    s = jnp.where(_keep(rows, cols, config), s, -jnp.inf)
+    p = jnp.exp2(s - lse2[:, None])
+    return acc + plgpu.dot(p.astype(c.dtype), c)
+
+  acc = jnp.zeros(da_ref.shape, jnp.float32)
+  acc = jax.lax.fori_loop(0, num_col_blocks, body, acc)
+  # The cotangent scales rows: applied once to the [rows, D] result rather
+  # than to every [rows, cols] tile.
+  da_ref[...] = acc * (g_ref[...] * config.scale)[:, None]
+
+
+def _candidate_grad_kernel(c_ref, a_ref, lse_ref, g_ref, dc_ref, *,
+                           config: _Config):
+  """dC rows of one column block: sum over row blocks of P^T @ A.
+
+  The tile is computed transposed ([cols, rows] = C_j @ A_i^T) so that the
+  second product needs no transpose of the tile.
+  """
+  block_rows, block_cols = config.dc_rows, config.dc_cols
+  num_row_blocks = a_ref.shape[0] // block_rows
+  scale2 = config.scale * _LOG2E
+  c = c_ref[...]
+  cols = pl.program_id(0) * block_cols + jnp.arange(block_cols)
+
+  def body(i, acc):
+    start = pl.multiple_of(i * block_rows, block_rows)
+    a = a_ref[pl.ds(start, block_rows), :]
+    lse2 = _finite_or_zero(lse_ref[pl.ds(start, block_rows)] * _LOG2E)
+    g = g_ref[pl.ds(start, block_rows)]
+    st = plgpu.dot(c, a, trans_b=True) * scale2  # [block_cols, block_rows]
+    rows = start + jnp.arange(block_rows)
+    st = jnp.where(_keep(rows, cols, config, transposed=True), st, -jnp.inf)
+    # Here the cotangent must scale the tile: it varies along the sum.
+    pt = jnp.exp2(st - lse2[None, :]) * g[None, :]
+    return acc + plgpu.dot(pt.astype(a.dtype), a)
+
+  acc = jnp.zeros(dc_ref.shape, jnp.float32)
+  acc = jax.lax.fori_loop(0, num_row_blocks, body, acc)
+  dc_ref[...] = acc * config.scale
+
+
+# ----------------------------------------------------------------------------
+# pallas_call wrappers and the custom VJP (on padded arrays).
+# ----------------------------------------------------------------------------
+
+
+def _forward(a, c, config: _Config):
+  rows, dim = a.shape
+  br = config.block_rows
+  return pl.pallas_call(
+      functools.partial(_forward_kernel, config=config),
+      out_shape=jax.ShapeDtypeStruct((rows,), jnp.float32),
+      grid=(rows // br,),
+      in_specs=[pl.BlockSpec((br, dim), lambda i: (i, 0)),
+                pl.BlockSpec(c.shape, lambda i: (0, 0))],
+      out_specs=pl.BlockSpec((br,), lambda i: (i,)),
+      compiler_params=_compiler_params(config, br * config.block_cols),
+      interpret=config.interpret,
+      name="contrastive_lse_forward",
+  )(a, c)
+
+
+def _backward(a, c, lse, g, config: _Config):
+  rows, dim = a.shape
+  br = config.da_rows
+  da = pl.pallas_call(
+      functools.partial(_anchor_grad_kernel, config=config),
+      out_shape=jax.ShapeDtypeStruct(a.shape, jnp.float32),
+      grid=(rows // br,),
+      in_specs=[pl.BlockSpec((br, dim), lambda i: (i, 0)),
+                pl.BlockSpec(c.shape, lambda i: (0, 0)),
+                pl.BlockSpec((br,), lambda i: (i,)),
+                pl.BlockSpec((br,), lambda i: (i,))],
+      out_specs=pl.BlockSpec((br, dim), lambda i: (i, 0)),
+      compiler_params=_compiler_params(config, br * config.da_cols, br * dim),
+      interpret=config.interpret,
+      name="contrastive_lse_anchor_grad",
+  )(a, c, lse, g)
+  bc = config.dc_cols
+  dc = pl.pallas_call(
+      functools.partial(_candidate_grad_kernel, config=config),
+      out_shape=jax.ShapeDtypeStruct(c.shape, jnp.float32),
+      grid=(c.shape[0] // bc,),
+      in_specs=[pl.BlockSpec((bc, dim), lambda j: (j, 0)),
+                pl.BlockSpec(a.shape, lambda j: (0, 0)),
+                pl.BlockSpec((rows,), lambda j: (0,)),
+                pl.BlockSpec((rows,), lambda j: (0,))],
+      out_specs=pl.BlockSpec((bc, dim), lambda j: (j, 0)),
+      compiler_params=_compiler_params(config, bc * config.dc_rows, bc * dim),
+      interpret=config.interpret,
+      name="contrastive_lse_candidate_grad",
+  )(c, a, lse, g)
+  return da, dc
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _lse_padded(a, c, config: _Config):
+  return _forward(a, c, config)
+
+
+def _lse_padded_fwd(a, c, config: _Config):
+  lse = _forward(a, c, config)
+  return lse, (a, c, lse)
+
+
+def _lse_padded_bwd(config: _Config, residuals, g):
+  a, c, lse = residuals
+  da, dc = _backward(a, c, lse, g.astype(jnp.float32), config)
+  return da.astype(a.dtype), dc.astype(c.dtype)
+
+
+_lse_padded.defvjp(_lse_padded_fwd, _lse_padded_bwd)
+
+
+def _round_up(x: int, multiple: int) -> int:
+  return -(-x // multiple) * multiple
+
+
+def _tile(block: int, size: int) -> int:
+  """The block, shrunk for small inputs (never below Triton's minimum)."""
+  return min(block, max(_MIN_TILE, pl.next_power_of_2(size)))
+
+
+def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
+              block_rows: int, block_cols: int, bwd_block_outer: int,
+              bwd_block_inner: int, interpret: bool, num_warps: int | None,
+              num_stages: int) -> jax.Array:
+  """lse [M] (float32) of the masked logits `scale * anchors @ candidates.T`.
+
+  Differentiable in both arrays (a custom VJP with recomputed tiles).
+  Padding, and the cast to the matmul dtype, happen here in plain JAX so
+  that JAX transposes them; the kernels see whole tiles only.
+  """
+  num_rows, dim = anchors.shape
+  num_cols = candidates.shape[0]
+  br = _tile(block_rows, num_rows)
+  bc = _tile(block_cols, num_cols)
+  da_rows = _tile(bwd_block_outer, num_rows)
+  da_cols = _tile(bwd_block_inner, num_cols)
+  dc_rows = _tile(bwd_block_inner, num_rows)
+  dc_cols = _tile(bwd_block_outer, num_cols)
+  # Every grid and loop must tile the padded arrays: all blocks are powers
+  # of two, so padding to the largest one suffices.
+  rows_padded = _round_up(num_rows, max(br, da_rows, dc_rows))
+  cols_padded = _round_up(num_cols, max(bc, da_cols, dc_cols))
+  dim_padded = max(_MIN_TILE, pl.next_power_of_2(dim))
+  dtype = _matmul_dtype(anchors, candidates)
+  a = jnp.pad(anchors.astype(dtype),
+              ((0, rows_padded - num_rows), (0, dim_padded - dim)))
+  c = jnp.pad(candidates.astype(dtype),
+              ((0, cols_padded - num_cols), (0, dim_padded - dim)))
+  config = _Config(num_cols=num_cols, exclude_self=exclude_self,
+                   scale=float(scale), block_rows=br, block_cols=bc,
+                   da_rows=da_rows, da_cols=da_cols, dc_rows=dc_rows,
+                   dc_cols=dc_cols,
+                   interpret=interpret, num_warps=num_warps,
+                   num_stages=num_stages)
+  # Padded rows (zero anchors) have finite lse and get a zero cotangent
+  # from this slice, so they add nothing to either gradient.
+  return _lse_padded(a, c, config)[:num_rows]
+
+
+# ----------------------------------------------------------------------------
+# Argument handling.
+# ----------------------------------------------------------------------------
+
+
+def _check_block(name: str, value) -> None:
+  if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+      or value < _MIN_TILE or value & (value - 1)):
+    raise ValueError(
+        f"`{name}` must be a power of two >= {_MIN_TILE} (Triton tile "
+        f"sizes), got {value!r}.")
+
+
+def _check_options(blocks: dict, interpret, num_warps, num_stages) -> None:
+  for name, value in blocks.items():
+    _check_block(name, value)
+  if interpret is not None and not isinstance(interpret, bool):
+    raise ValueError(
+        f"`interpret` must be None (interpret on CPU only), True or False, "
+        f"got {interpret!r}.")
+  if num_warps is not None and (
+      isinstance(num_warps, bool) or not isinstance(num_warps, numbers.Integral)
+      or num_warps < 1 or num_warps & (num_warps - 1)):
+    raise ValueError(
+        f"`num_warps` must be None or a power of two >= 1, got {num_warps!r}.")
+  if (isinstance(num_stages, bool) or not isinstance(num_stages, numbers.Integral)
+      or num_stages < 1):
+    raise ValueError(f"`num_stages` must be an int >= 1, got {num_stages!r}.")
+
+
+def _resolve_interpret(interpret: bool | None) -> bool:
+  if interpret is None:
+    return jax.default_backend() == "cpu"
+  return interpret
+
+
+def _static_inverse(temperature) -> float | None:
+  """1 / T as a Python float when T is concrete, else None (traced T)."""
+  if isinstance(temperature, jax.core.Tracer):
+    return None
+  return 1.0 / float(np.asarray(temperature))
+
+
+def _kernel_options(block_rows, block_cols, bwd_block_outer, bwd_block_inner,
+                    interpret, num_warps, num_stages) -> tuple:
+  blocks = dict(block_rows=block_rows, block_cols=block_cols,
+                bwd_block_outer=bwd_block_outer,
+                bwd_block_inner=bwd_block_inner)
+  _check_options(blocks, interpret, num_warps, num_stages)
+  return tuple(dict(blocks, interpret=_resolve_interpret(interpret),
+                    num_warps=num_warps, num_stages=num_stages).items())
+
+
+def _scaled_lse_rows(anchors, candidates, temperature, inverse, *,
+                     exclude_self, options):
+  """lse rows of `anchors @ candidates.T / temperature`.
+
+  A concrete temperature (`inverse` = 1 / T) is compiled into the kernel,
+  which scales the float32 logits; a traced one (learned, scheduled;
+  `inverse` None) divides the anchors first, in plain JAX, so that its
+  gradient flows as usual.
+  """
+  if inverse is None:
+    anchors = (anchors.astype(jnp.float32)
+               / jnp.asarray(temperature, jnp.float32)).astype(anchors.dtype)
+    inverse = 1.0
+  return _lse_rows(anchors, candidates, scale=inverse,
+                   exclude_self=exclude_self, **options)
+
+
+# Implementations: jitted, so that eager calls (notebooks, doctests, tests)
+# compile once per configuration instead of re-tracing the kernels; inlined
+# under a caller's jit. `options` is a hashable tuple of the kernel options.
+
+
+@functools.partial(jax.jit, static_argnames=("inverse", "exclude_self",
+                                              "options"))
+def _lse_sum(anchors, candidates, weights, temperature, *, inverse,
+             exclude_self, options):
+  lse = _scaled_lse_rows(anchors, candidates, temperature, inverse,
+                         exclude_self=exclude_self, options=dict(options))
+  weights = weights.astype(jnp.float32)
+  # A left-out row (weight 0) may have nothing to sum (lse = -inf): count it
+  # as 0, not 0 * -inf = NaN. Finite lse stay, so d/d weights = lse.
+  lse = jnp.where((weights == 0) & (lse == -jnp.inf), 0.0, lse)
+  return jnp.sum(weights * lse)
+
+
+@functools.partial(jax.jit, static_argnames=("inverse", "options"))
+def _nt_xent(z1, z2, temperature, *, inverse, options):
+  n = z1.shape[0]
+  dtype = _matmul_dtype(z1, z2)
+  z1n = l2_normalize(z1)
+  z2n = l2_normalize(z2)
+  z = jnp.concatenate([z1n, z2n], axis=0).astype(dtype)
+  lse = _scaled_lse_rows(z, z, temperature, inverse, exclude_self=True,
+                         options=dict(options))
+  # s(a, pos(a)) is the same dot product for anchor i and anchor N + i.
+  positive = jnp.sum(z1n * z2n, axis=1) / jnp.asarray(temperature,
+                                                      jnp.float32)
+  return (jnp.sum(lse) - 2.0 * jnp.sum(positive)) / (2 * n)
+
+
+@functools.partial(jax.jit, static_argnames=("inverse", "options"))
+def _info_nce(query, key, negatives, temperature, *, inverse, options):
+  qn = l2_normalize(query)
+  kn = l2_normalize(key)
+  positive = jnp.sum(qn * kn, axis=1) / jnp.asarray(temperature, jnp.float32)
+  if negatives is None:
+    dtype = _matmul_dtype(query, key)
+    lse = _scaled_lse_rows(qn.astype(dtype), kn.astype(dtype), temperature,
+                           inverse, exclude_self=False, options=dict(options))
+  else:
+    dtype = _matmul_dtype(query, key, negatives)
+    queue = l2_normalize(negatives).astype(dtype)
+    lse = _scaled_lse_rows(qn.astype(dtype), queue, temperature, inverse,
+                           exclude_self=False, options=dict(options))
+    # The positive is the first logit of each row: it joins the queue's
+    # log-sum-exp here, so the kernel needs no per-row extra column.
+    lse = jnp.logaddexp(positive, lse)
+  return jnp.mean(lse - positive)
+
+
+# ----------------------------------------------------------------------------
+# Public functions.
+# ----------------------------------------------------------------------------
+
+
+def lse_sum_fused(
+    anchors: jax.Array,
+    candidates: jax.Array,
+    *,
+    temperature: float,
+    exclude_self: bool,
+    weights: jax.Array | None = None,
+    block_rows: int = 128,
+    block_cols: int = 128,
+    bwd_block_outer: int = 128,
+    bwd_block_inner: int = 32,
+    interpret: bool | None = None,
+    num_warps: int | None = None,
+    num_stages: int = 2,
+) -> jax.Array:
+  """sum_a w_a log sum_{b != self(a)} exp(anchors_a . candidates_b / T).
+
+  Differentiable in `anchors`, `candidates`, `weights` and a traced
+  `temperature`; the [M, K] logits are never materialised (forward and
+  backward are fused Pallas kernels, see the module docstring).
+
+  Args:
+    anchors: [M, D] float array (bfloat16/float16 products stay 16-bit with
+      float32 accumulation; other dtypes run in float32).
+    candidates: [K, D] float array.
+    temperature: T > 0; a Python number is compiled into the kernel, a
+      traced value scales the anchors before it.
+    exclude_self: leave out column `a` of row `a` (NT-Xent, where the
+      candidates are the anchors); rows `a >= K` have no such column.
+    weights: optional [M] row weights (default 1). Rows of weight 0 are left
+      out of the sum even when their lse is -inf.
+    block_rows, block_cols: forward tile (powers of two >= 16), shrunk to
+      the next power of two of M / K for small inputs.
+    bwd_block_outer, bwd_block_inner: backward tiles. Each backward kernel
+      owns `bwd_block_outer` rows of its gradient (dA: anchor rows, dC:
+      candidate rows) and loops over the other side `bwd_block_inner` rows
+      at a time (128 / 32: the split of Triton's fused-attention tutorial).
+    interpret: run the kernels in Pallas interpret mode; None: only when
+      the default backend is the CPU.
+    num_warps, num_stages: Triton launch parameters (None: 4 warps below
+      128 x 128 tiles, 8 from there).
+
+  Returns:
+    Scalar float32.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.eye(2)
+  >>> print(f"{lse_sum_fused(x, x, temperature=1.0, exclude_self=False):.4f}")
+  2.6265
+  """
+  _check_embeddings("anchors", anchors)
+  _check_embeddings("candidates", candidates)
+  if candidates.shape[1] != anchors.shape[1]:
+    raise ValueError(
+        f"`candidates` must have shape [K, D] with the anchors' D = "
+        f"{anchors.shape[1]}, got shape {tuple(candidates.shape)}.")
+  _check_temperature(temperature)
+  if not isinstance(exclude_self, bool):
+    raise ValueError(f"`exclude_self` must be a bool, got {exclude_self!r}.")
+  num_rows = anchors.shape[0]
+  if weights is None:
+    weights = jnp.ones((num_rows,), jnp.float32)
+  else:
+    shape = getattr(weights, "shape", None)
+    dtype = getattr(weights, "dtype", None)
+    if shape is None or tuple(shape) != (num_rows,) or not jnp.issubdtype(
+        dtype, jnp.floating):
+      raise ValueError(
+          f"`weights` must be a float array of shape [M] = ({num_rows},), "
+          f"got {getattr(weights, 'dtype', type(weights).__name__)} of shape "
+          f"{shape}.")
+  options = _kernel_options(block_rows, block_cols, bwd_block_outer,
+                            bwd_block_inner, interpret, num_warps, num_stages)
+  return _lse_sum(anchors, candidates, weights, temperature,
+                  inverse=_static_inverse(temperature),
+                  exclude_self=exclude_self, options=options)
+
+
+def nt_xent_fused(
+    z1: jax.Array,
+    z2: jax.Array,
+    *,
+    temperature: float = 0.1,
+    block_rows: int = 128,
+    block_cols: int = 128,
+    bwd_block_outer: int = 128,
+    bwd_block_inner: int = 32,
+    interpret: bool | None = None,
+    num_warps: int | None = None,
+    num_stages: int = 2,
+) -> jax.Array:
+  r"""NT-Xent (SimCLR) over both views with fused log-sum-exp kernels.
+
+  Same value and gradients as `ssl_jax.losses.nt_xent(z1, z2,
+  temperature=T, implementation="dense")`: with `Z = [normalize(z1);
+  normalize(z2)]` ([2N, D]) and `pos(a) = (a + N) mod 2N`,
+
+  .. math::
+     L = \frac{1}{2N} \sum_a \Big[ \log \sum_{b \ne a} e^{Z_a . Z_b / T}
+         - Z_a . Z_{pos(a)} / T \Big]
+
+  (Chen et al. 2020, arXiv:2002.05709, eq. 1 over both directions). Memory
+  O(N * D). No `axis_name`: under `shard_map` use the blockwise NT-Xent.
+
+  Args:
+    z1: [N, D] embeddings of the first view (any float dtype; 16-bit floats
+      keep 16-bit products).
+    z2: [N, D] embeddings of the second view; row i is the positive of row i
+      of `z1`.
+    temperature: T > 0 (a Python number, or a traced value).
+    block_rows, block_cols, bwd_block_outer, bwd_block_inner, interpret,
+      num_warps, num_stages: kernel options, see `lse_sum_fused`.
+
+  Returns:
+    Scalar float32 loss.
+
+  >>> import jax
+  >>> z1, z2 = jax.random.normal(jax.random.key(0), (2, 6, 4))
+  >>> loss = nt_xent_fused(z1, z2, temperature=0.5, block_rows=16, bwd_block_outer=16)
+  >>> loss.shape, loss.dtype
+  ((), dtype('float32'))
+  """
+  _check_pair("z1", z1, "z2", z2)
+  _check_temperature(temperature)
+  options = _kernel_options(block_rows, block_cols, bwd_block_outer,
+                            bwd_block_inner, interpret, num_warps, num_stages)
+  return _nt_xent(z1, z2, temperature, inverse=_static_inverse(temperature),
+                  options=options)
+
+
+def info_nce_fused(
+    query: jax.Array,
+    key: jax.Array,
+    negatives: jax.Array | None = None,
+    *,
+    temperature: float = 0.1,
+    block_rows: int = 128,
+    block_cols: int = 128,
+    bwd_block_outer: int = 128,
+    bwd_block_inner: int = 32,
+    interpret: bool | None = None,
+    num_warps: int | None = None,
+    num_stages: int = 2,
+) -> jax.Array:
+  """InfoNCE with in-batch or queue negatives, fused log-sum-exp kernels.
+
+  Same value and gradients as `ssl_jax.losses.info_nce(query, key,
+  negatives=negatives, temperature=T, implementation="dense")`:
+
+  * `negatives=None`: logits `q_i . k_j / T` over all keys j, label i; the
+    kernel's candidates are the keys, with no excluded column.
+  * `negatives` [K, D]: logits `[q_i . k_i / T, q_i . n_k / T for all k]`,
+    label 0 (the other keys are not negatives). The kernel sums over the
+    queue only; the positive joins its row by `logaddexp` in plain JAX.
+
+  No `axis_name`: under `shard_map` use the blockwise InfoNCE.
+
+  Args:
+    query: [N, D] queries.
+    key: [N, D] keys; row i is the positive of query i.
+    negatives: optional [K, D] queue of negatives.
+    temperature: T > 0 (a Python number, or a traced value).
+    block_rows, block_cols, bwd_block_outer, bwd_block_inner, interpret,
+      num_warps, num_stages: kernel options, see `lse_sum_fused`.
+
+  Returns:
+    Scalar float32 loss, the mean over the queries.
+
+  >>> import jax
+  >>> q, k = jax.random.normal(jax.random.key(0), (2, 5, 4))
+  >>> float(info_nce_fused(q, k, block_rows=16, bwd_block_outer=16)) > 0
+  True
+  """
+  _check_pair("query", query, "key", key)
+  if negatives is not None:
+    _check_embeddings("negatives", negatives)
+    if negatives.shape[1] != query.shape[1]:
+      raise ValueError(
+          f"`negatives` must have shape [K, D] with the queries' D = "
+          f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
+  _check_temperature(temperature)
+  options = _kernel_options(block_rows, block_cols, bwd_block_outer,
+                            bwd_block_inner, interpret, num_warps, num_stages)
+  return _info_nce(query, key, negatives, temperature,
+                   inverse=_static_inverse(temperature), options=options)

@@ -1,0 +1,273 @@
+"""Tests of the fused (Pallas) contrastive kernels, in interpret mode on CPU.
+
+Every case compiles the three kernels once (value and gradients under one
+`jax.jit(jax.value_and_grad(...))`), which costs a few seconds in interpret
+mode, so the cases are few, small (M, K <= 80, D <= 40) and use 16/32 tiles
+so that every kernel loops over several tiles and sees padding. The float64
+references write the gradients out analytically and share no code with
+`ssl_jax.losses.fused`.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from ssl_jax.losses import info_nce
+from ssl_jax.losses import nt_xent
+from ssl_jax.losses.fused import info_nce_fused
+from ssl_jax.losses.fused import lse_sum_fused
+from ssl_jax.losses.fused import nt_xent_fused
+
+# Small tiles: several row and column blocks, and ragged edges, at M ~ 40.
+TILES = dict(block_rows=16, block_cols=32, bwd_block_outer=32,
+             bwd_block_inner=16, interpret=True)
+
+
+def _randn(seed, *shape):
+  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _ref_lse_sum(a, c, t, exclude_self, w):
+  """Value and analytic gradients (d/da, d/dc, d/dw) in float64."""
+  a = np.asarray(a, np.float64)
+  c = np.asarray(c, np.float64)
+  w = np.asarray(w, np.float64)
+  logits = a @ c.T / t
+  keep = np.ones(logits.shape, bool)
+  if exclude_self:
+    rows = np.arange(a.shape[0])[:, None]
+    keep = rows != np.arange(c.shape[0])[None, :]
+  masked = np.where(keep, logits, -np.inf)
+  shift = masked.max(axis=1, keepdims=True)
+  e = np.where(keep, np.exp(masked - shift), 0.0)
+  lse = shift[:, 0] + np.log(e.sum(axis=1))
+  wp = w[:, None] * e / e.sum(axis=1, keepdims=True)
+  return np.sum(w * lse), wp @ c / t, wp.T @ a / t, lse
+
+
+def _assert_grad_close(actual, expected, rtol):
+  """Elementwise, with an absolute floor at rtol * the largest entry."""
+  actual = np.asarray(actual, np.float64)
+  assert np.all(np.isfinite(actual))
+  np.testing.assert_allclose(actual, expected, rtol=rtol,
+                             atol=rtol * np.max(np.abs(expected)))
+
+
+# ----------------------------------------------------------------------------
+# lse_sum_fused against float64.
+# ----------------------------------------------------------------------------
+
+# bfloat16: the reference gets the same bfloat16-rounded inputs, so the value
+# (exact products, float32 sums) stays within 1e-5; the gradients round the
+# softmax weights to bfloat16 (8 bits) before the second product, so they
+# are checked to 1e-2 of the largest entry.
+LSE_CASES = [
+    # (exclude_self, dtype, M, K, D, temperature, value rtol, grad rtol)
+    (True, jnp.float32, 37, 53, 20, 0.1, 1e-5, 1e-5),
+    (False, jnp.float32, 45, 70, 24, 0.5, 1e-5, 1e-5),
+    (True, jnp.bfloat16, 40, 40, 16, 0.2, 1e-5, 1e-2),
+]
+
+
+@pytest.mark.parametrize(
+    "exclude_self,dtype,m,k,d,t,value_rtol,grad_rtol", LSE_CASES)
+def test_lse_sum_matches_float64(exclude_self, dtype, m, k, d, t, value_rtol,
+                                 grad_rtol):
+  a = jnp.asarray(_randn(0, m, d) / np.sqrt(d), dtype)
+  c = jnp.asarray(_randn(1, k, d) / np.sqrt(d), dtype)
+  w = np.abs(_randn(2, m))
+  w[::5] = 0.0  # rows left out
+  w = jnp.asarray(w)
+
+  f = functools.partial(lse_sum_fused, temperature=t,
+                        exclude_self=exclude_self, **TILES)
+  value, (da, dc, dw) = jax.jit(jax.value_and_grad(
+      lambda a, c, w: f(a, c, weights=w), (0, 1, 2)))(a, c, w)
+  ref, ref_da, ref_dc, ref_lse = _ref_lse_sum(
+      np.asarray(a.astype(jnp.float32)), np.asarray(c.astype(jnp.float32)),
+      t, exclude_self, w)
+
+  assert value.dtype == jnp.float32 and value.shape == ()
+  assert da.dtype == dtype and dc.dtype == dtype
+  np.testing.assert_allclose(float(value), ref, rtol=value_rtol)
+  _assert_grad_close(da.astype(jnp.float32), ref_da, grad_rtol)
+  _assert_grad_close(dc.astype(jnp.float32), ref_dc, grad_rtol)
+  _assert_grad_close(dw, ref_lse, max(value_rtol, 1e-5))
+
+
+def test_rows_with_nothing_to_sum_are_finite_when_weighted_zero():
+  # Row 0 may only see column 0, its own: its lse is -inf. Weight 0 leaves
+  # it out; value and gradients stay finite (no -inf - -inf NaN).
+  a = jnp.asarray(_randn(3, 2, 8))
+  c = jnp.asarray(_randn(4, 1, 8))
+  w = jnp.array([0.0, 1.0])
+  f = functools.partial(lse_sum_fused, temperature=0.5, exclude_self=True,
+                        interpret=True, block_rows=16, block_cols=16,
+                        bwd_block_outer=16, bwd_block_inner=16)
+  value, (da, dc) = jax.jit(jax.value_and_grad(
+      lambda a, c: f(a, c, weights=w), (0, 1)))(a, c)
+  ref, ref_da, ref_dc, _ = _ref_lse_sum(a[1:], c, 0.5, False, w[1:])
+  np.testing.assert_allclose(float(value), ref, rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(da[0]), 0.0)
+  _assert_grad_close(da[1:], ref_da, 1e-5)
+  _assert_grad_close(dc, ref_dc, 1e-5)
+  # Weighted, the empty row's lse is -inf, as log(0) should be.
+  assert float(f(a, c)) == -np.inf
+
+
+def test_check_grads_numerically():
+  a = jnp.asarray(_randn(5, 9, 8))
+  c = jnp.asarray(_randn(6, 12, 8))
+  f = functools.partial(lse_sum_fused, temperature=0.5, exclude_self=True,
+                        interpret=True, block_rows=16, block_cols=16,
+                        bwd_block_outer=16, bwd_block_inner=16)
+  check_grads(f, (a, c), order=1, modes=["rev"], atol=2e-2, rtol=2e-2)
+
+
+# ----------------------------------------------------------------------------
+# The losses against the dense implementations.
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,d,t", [(21, 12, 0.07), (40, 33, 1.0)])
+def test_nt_xent_matches_dense(n, d, t):
+  z1 = jnp.asarray(_randn(7, n, d))
+  z2 = jnp.asarray(_randn(8, n, d))
+  fused = jax.value_and_grad(
+      functools.partial(nt_xent_fused, temperature=t, **TILES), (0, 1))
+  dense = jax.value_and_grad(
+      functools.partial(nt_xent, temperature=t, implementation="dense"),
+      (0, 1))
+  value, grads = jax.jit(fused)(z1, z2)
+  ref_value, ref_grads = jax.jit(dense)(z1, z2)
+  np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-5)
+  for g, ref in zip(grads, ref_grads):
+    _assert_grad_close(g, np.asarray(ref, np.float64), 1e-5)
+
+
+def test_nt_xent_traced_temperature_jit_of_grad():
+  # A learned temperature: traced, so the kernel runs at scale 1 on anchors
+  # divided by T in plain JAX, and d/dT flows through that division.
+  z1 = jnp.asarray(_randn(9, 19, 10))
+  z2 = jnp.asarray(_randn(10, 19, 10))
+  t = jnp.float32(0.3)
+
+  @jax.jit
+  def fused(z1, z2, t):
+    return jax.value_and_grad(
+        lambda z1, z2, t: nt_xent_fused(z1, z2, temperature=t, **TILES),
+        (0, 1, 2))(z1, z2, t)
+
+  dense = jax.value_and_grad(
+      lambda z1, z2, t: nt_xent(z1, z2, temperature=t,
+                                implementation="dense"), (0, 1, 2))
+  value, grads = fused(z1, z2, t)
+  ref_value, ref_grads = jax.jit(dense)(z1, z2, t)
+  np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-5)
+  for g, ref in zip(grads, ref_grads):
+    _assert_grad_close(g, np.asarray(ref, np.float64), 1e-5)
+
+
+@pytest.mark.parametrize("queue", [None, 27])
+def test_info_nce_matches_dense(queue):
+  q = jnp.asarray(_randn(11, 23, 12))
+  k = jnp.asarray(_randn(12, 23, 12))
+  negatives = None if queue is None else jnp.asarray(_randn(13, queue, 12))
+  fused = jax.value_and_grad(
+      lambda q, k, n: info_nce_fused(q, k, n, temperature=0.2, **TILES),
+      (0, 1, 2) if queue else (0, 1))
+  dense = jax.value_and_grad(
+      lambda q, k, n: info_nce(q, k, negatives=n, temperature=0.2,
+                               implementation="dense"),
+      (0, 1, 2) if queue else (0, 1))
+  value, grads = jax.jit(fused)(q, k, negatives)
+  ref_value, ref_grads = jax.jit(dense)(q, k, negatives)
+  np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-5)
+  for g, ref in zip(grads, ref_grads):
+    _assert_grad_close(g, np.asarray(ref, np.float64), 1e-5)
+
+
+# ----------------------------------------------------------------------------
+# Bad inputs: ValueError/TypeError naming the argument, before any tracing.
+# ----------------------------------------------------------------------------
+
+_Z = jnp.ones((4, 8))
+
+
+@pytest.mark.parametrize("call,error,name", [
+    (lambda: nt_xent_fused(_Z, jnp.ones((5, 8))), ValueError, "z1"),
+    (lambda: nt_xent_fused(_Z, _Z, temperature=0.0), ValueError,
+     "temperature"),
+    (lambda: nt_xent_fused(_Z, _Z, temperature=-1.0), ValueError,
+     "temperature"),
+    (lambda: nt_xent_fused(jnp.ones((4, 8), jnp.int32), _Z), TypeError,
+     "z1"),
+    (lambda: nt_xent_fused(jnp.ones((4,)), jnp.ones((4,))), ValueError, "z1"),
+    (lambda: nt_xent_fused(_Z, _Z, block_rows=24), ValueError, "block_rows"),
+    (lambda: nt_xent_fused(_Z, _Z, block_cols=8), ValueError, "block_cols"),
+    (lambda: nt_xent_fused(_Z, _Z, bwd_block_inner=0), ValueError,
+     "bwd_block_inner"),
+    (lambda: nt_xent_fused(_Z, _Z, interpret="yes"), ValueError, "interpret"),
+    (lambda: nt_xent_fused(_Z, _Z, num_warps=3), ValueError, "num_warps"),
+    (lambda: lse_sum_fused(_Z, jnp.ones((3, 7)), temperature=1.0,
+                           exclude_self=False), ValueError, "candidates"),
+    (lambda: lse_sum_fused(_Z, _Z, temperature=1.0, exclude_self=1),
+     ValueError, "exclude_self"),
+    (lambda: lse_sum_fused(_Z, _Z, temperature=1.0, exclude_self=True,
+                           weights=jnp.ones((3,))), ValueError, "weights"),
+    (lambda: info_nce_fused(_Z, _Z, jnp.ones((6, 7))), ValueError,
+     "negatives"),
+])
+def test_bad_inputs_raise(call, error, name):
+  with pytest.raises(error, match=f"`{name}`"):
+    call()
+
+
+# ----------------------------------------------------------------------------
+# The compiled (non-interpret) kernels lower to Triton for CUDA.
+# ----------------------------------------------------------------------------
+
+
+def _triton_bindings_missing() -> str | None:
+  try:
+    from jax._src.lib.triton import dialect  # noqa: F401
+  except ImportError as e:
+    return f"this jaxlib has no Triton dialect bindings ({e})"
+  return None
+
+
+@pytest.mark.skipif(_triton_bindings_missing() is not None,
+                    reason=str(_triton_bindings_missing()))
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_kernels_lower_to_triton_for_cuda(dtype):
+  """Pallas -> Triton IR lowering of forward and both backward kernels.
+
+  `jax.export` for platform "cuda" runs Pallas' Triton lowering rules on
+  this CPU-only machine (block shapes, dots, masks, loops). It stops at the
+  Triton IR embedded in the custom call: Triton's compilation to PTX
+  happens on a GPU only. The custom-call check is disabled because the
+  Triton call has no serialisation-compatibility guarantee, which only
+  matters for storing the export, not for this check.
+  """
+  def loss_and_grads(z1, z2):
+    f = functools.partial(nt_xent_fused, temperature=0.1, interpret=False)
+    return jax.value_and_grad(f, (0, 1))(z1, z2)
+
+  spec = jax.ShapeDtypeStruct((1000, 100), dtype)  # ragged rows and D
+  exported = jax.export.export(
+      jax.jit(loss_and_grads), platforms=["cuda"],
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(
+          "__gpu$xla.gpu.triton")])(spec, spec)
+  text = exported.mlir_module()
+  assert re.findall(r"custom_call @(\S+)\(", text) == (
+      ["__gpu$xla.gpu.triton"] * 3)
+  names = re.findall(r'name = "(\w+)"', text)
+  for kernel in ("contrastive_lse_forward", "contrastive_lse_anchor_grad",
+                 "contrastive_lse_candidate_grad"):
+    assert kernel in names
