@@ -107,6 +107,7 @@ class _Config:
   da_cols: int
   dc_rows: int         # candidate-gradient kernel: rows looped, columns owned
   dc_cols: int
+  fuse_anchor_grad: bool  # dA from the forward's softmax @ C, no dA kernel
   interpret: bool
   num_warps: int | None
   num_stages: int
@@ -147,15 +148,24 @@ def _finite_or_zero(x):
 # ----------------------------------------------------------------------------
 
 
-def _forward_kernel(a_ref, c_ref, lse_ref, *, config: _Config):
+def _forward_kernel(a_ref, c_ref, lse_ref, *softmax_out_ref,
+                    config: _Config):
+  """lse of one row block; optionally also softmax(logits) @ C.
+
+  With `softmax_out_ref` this is FlashAttention's forward with values = C:
+  the [rows, D] accumulator is rescaled with the running maximum like the
+  running sum. Since dA = (g / T) * softmax @ C, the backward pass then
+  needs no anchor-gradient kernel.
+  """
   block_rows, block_cols = config.block_rows, config.block_cols
   num_col_blocks = c_ref.shape[0] // block_cols
   scale2 = config.scale * _LOG2E  # base-2 logits: exp2 is the native op
   a = a_ref[...]
   rows = pl.program_id(0) * block_rows + jnp.arange(block_rows)
+  with_output = bool(softmax_out_ref)
 
   def body(j, carry):
-    m_prev, l_prev = carry
+    m_prev, l_prev, acc = carry
     start = pl.multiple_of(j * block_cols, block_cols)
     c = c_ref[pl.ds(start, block_cols), :]
     s = plgpu.dot(a, c, trans_b=True) * scale2  # [block_rows, block_cols]
@@ -163,15 +173,23 @@ def _forward_kernel(a_ref, c_ref, lse_ref, *, config: _Config):
     s = jnp.where(_keep(rows, cols, config), s, -jnp.inf)
     m_next = jnp.maximum(m_prev, jnp.max(s, axis=1))
     shift = _finite_or_zero(m_next)
-    l_next = (l_prev * jnp.exp2(m_prev - shift)
-              + jnp.sum(jnp.exp2(s - shift[:, None]), axis=1))
-    return m_next, l_next
+    correction = jnp.exp2(m_prev - shift)
+    p = jnp.exp2(s - shift[:, None])
+    l_next = l_prev * correction + jnp.sum(p, axis=1)
+    if with_output:
+      acc = acc * correction[:, None] + plgpu.dot(p.astype(c.dtype), c)
+    return m_next, l_next, acc
 
   m = jnp.full((block_rows,), -jnp.inf, jnp.float32)
   l = jnp.zeros((block_rows,), jnp.float32)
-  m, l = jax.lax.fori_loop(0, num_col_blocks, body, (m, l))
+  acc = (jnp.zeros((block_rows, a_ref.shape[1]), jnp.float32)
+         if with_output else None)
+  m, l, acc = jax.lax.fori_loop(0, num_col_blocks, body, (m, l, acc))
   # m = -inf and l = 0 (nothing to sum) gives -inf, as log(0) should.
   lse_ref[...] = (m + jnp.log2(l)) * _LN2
+  if with_output:
+    inverse = jnp.where(l > 0, 1.0 / l, 0.0)  # empty rows: 0, not NaN
+    softmax_out_ref[0][...] = acc * inverse[:, None]
 
 
 def _anchor_grad_kernel(a_ref, c_ref, lse_ref, g_ref, da_ref, *,
@@ -235,26 +253,35 @@ def _candidate_grad_kernel(c_ref, a_ref, lse_ref, g_ref, dc_ref, *,
 # ----------------------------------------------------------------------------
 
 
-def _forward(a, c, config: _Config):
+def _forward(a, c, config: _Config, with_output: bool):
+  """lse [Mp] and, if `with_output`, softmax(logits) @ C [Mp, Dp] float32."""
   rows, dim = a.shape
   br = config.block_rows
+  out_shape = [jax.ShapeDtypeStruct((rows,), jnp.float32)]
+  out_specs = [pl.BlockSpec((br,), lambda i: (i,))]
+  if with_output:
+    out_shape.append(jax.ShapeDtypeStruct(a.shape, jnp.float32))
+    out_specs.append(pl.BlockSpec((br, dim), lambda i: (i, 0)))
+  accumulator = br * dim if with_output else 0
   return pl.pallas_call(
       functools.partial(_forward_kernel, config=config),
-      out_shape=jax.ShapeDtypeStruct((rows,), jnp.float32),
+      out_shape=out_shape,
       grid=(rows // br,),
       in_specs=[pl.BlockSpec((br, dim), lambda i: (i, 0)),
                 pl.BlockSpec(c.shape, lambda i: (0, 0))],
-      out_specs=pl.BlockSpec((br,), lambda i: (i,)),
-      compiler_params=_compiler_params(config, br * config.block_cols),
+      out_specs=out_specs,
+      compiler_params=_compiler_params(config, br * config.block_cols,
+                                       accumulator),
       interpret=config.interpret,
-      name="contrastive_lse_forward",
+      name=("contrastive_lse_softmax_forward" if with_output
+            else "contrastive_lse_forward"),
   )(a, c)
 
 
-def _backward(a, c, lse, g, config: _Config):
+def _anchor_grad(a, c, lse, g, config: _Config):
   rows, dim = a.shape
   br = config.da_rows
-  da = pl.pallas_call(
+  return pl.pallas_call(
       functools.partial(_anchor_grad_kernel, config=config),
       out_shape=jax.ShapeDtypeStruct(a.shape, jnp.float32),
       grid=(rows // br,),
@@ -267,8 +294,12 @@ def _backward(a, c, lse, g, config: _Config):
       interpret=config.interpret,
       name="contrastive_lse_anchor_grad",
   )(a, c, lse, g)
+
+
+def _candidate_grad(a, c, lse, g, config: _Config):
+  rows, dim = a.shape
   bc = config.dc_cols
-  dc = pl.pallas_call(
+  return pl.pallas_call(
       functools.partial(_candidate_grad_kernel, config=config),
       out_shape=jax.ShapeDtypeStruct(c.shape, jnp.float32),
       grid=(c.shape[0] // bc,),
@@ -281,22 +312,30 @@ def _backward(a, c, lse, g, config: _Config):
       interpret=config.interpret,
       name="contrastive_lse_candidate_grad",
   )(c, a, lse, g)
-  return da, dc
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _lse_padded(a, c, config: _Config):
-  return _forward(a, c, config)
+  # Not differentiated (evaluation): the lse-only kernel.
+  return _forward(a, c, config, with_output=False)[0]
 
 
 def _lse_padded_fwd(a, c, config: _Config):
-  lse = _forward(a, c, config)
-  return lse, (a, c, lse)
+  if config.fuse_anchor_grad:
+    lse, softmax_out = _forward(a, c, config, with_output=True)
+    return lse, (a, c, lse, softmax_out)
+  lse, = _forward(a, c, config, with_output=False)
+  return lse, (a, c, lse, None)
 
 
 def _lse_padded_bwd(config: _Config, residuals, g):
-  a, c, lse = residuals
-  da, dc = _backward(a, c, lse, g.astype(jnp.float32), config)
+  a, c, lse, softmax_out = residuals
+  g = g.astype(jnp.float32)
+  if softmax_out is None:
+    da = _anchor_grad(a, c, lse, g, config)
+  else:
+    da = softmax_out * (g * config.scale)[:, None]
+  dc = _candidate_grad(a, c, lse, g, config)
   return da.astype(a.dtype), dc.astype(c.dtype)
 
 
@@ -314,8 +353,8 @@ def _tile(block: int, size: int) -> int:
 
 def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
               block_rows: int, block_cols: int, bwd_block_outer: int,
-              bwd_block_inner: int, interpret: bool, num_warps: int | None,
-              num_stages: int) -> jax.Array:
+              bwd_block_inner: int, fuse_anchor_grad: bool, interpret: bool,
+              num_warps: int | None, num_stages: int) -> jax.Array:
   """lse [M] (float32) of the masked logits `scale * anchors @ candidates.T`.
 
   Differentiable in both arrays (a custom VJP with recomputed tiles).
@@ -343,7 +382,7 @@ def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
   config = _Config(num_cols=num_cols, exclude_self=exclude_self,
                    scale=float(scale), block_rows=br, block_cols=bc,
                    da_rows=da_rows, da_cols=da_cols, dc_rows=dc_rows,
-                   dc_cols=dc_cols,
+                   dc_cols=dc_cols, fuse_anchor_grad=fuse_anchor_grad,
                    interpret=interpret, num_warps=num_warps,
                    num_stages=num_stages)
   # Padded rows (zero anchors) have finite lse and get a zero cotangent
@@ -395,12 +434,17 @@ def _static_inverse(temperature) -> float | None:
 
 
 def _kernel_options(block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-                    interpret, num_warps, num_stages) -> tuple:
+                    fuse_anchor_grad, interpret, num_warps,
+                    num_stages) -> tuple:
   blocks = dict(block_rows=block_rows, block_cols=block_cols,
                 bwd_block_outer=bwd_block_outer,
                 bwd_block_inner=bwd_block_inner)
   _check_options(blocks, interpret, num_warps, num_stages)
-  return tuple(dict(blocks, interpret=_resolve_interpret(interpret),
+  if not isinstance(fuse_anchor_grad, bool):
+    raise ValueError(
+        f"`fuse_anchor_grad` must be a bool, got {fuse_anchor_grad!r}.")
+  return tuple(dict(blocks, fuse_anchor_grad=fuse_anchor_grad,
+                    interpret=_resolve_interpret(interpret),
                     num_warps=num_warps, num_stages=num_stages).items())
 
 
@@ -490,6 +534,7 @@ def lse_sum_fused(
     block_cols: int = 128,
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
+    fuse_anchor_grad: bool = True,
     interpret: bool | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
@@ -516,6 +561,12 @@ def lse_sum_fused(
       owns `bwd_block_outer` rows of its gradient (dA: anchor rows, dC:
       candidate rows) and loops over the other side `bwd_block_inner` rows
       at a time (128 / 32: the split of Triton's fused-attention tutorial).
+    fuse_anchor_grad: under differentiation, have the forward kernel also
+      accumulate softmax(logits) @ C (FlashAttention's forward with values =
+      candidates), which is dA up to a row scaling, and skip the dA backward
+      kernel: 4 instead of 5 tile products per forward + backward, for an
+      [M, D] float32 residual. False: lse-only forward and a dA kernel that
+      recomputes the tiles (tiles `bwd_block_outer` x `bwd_block_inner`).
     interpret: run the kernels in Pallas interpret mode; None: only when
       the default backend is the CPU.
     num_warps, num_stages: Triton launch parameters (None: 4 warps below
@@ -551,7 +602,8 @@ def lse_sum_fused(
           f"got {getattr(weights, 'dtype', type(weights).__name__)} of shape "
           f"{shape}.")
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, interpret, num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, interpret,
+                            num_warps, num_stages)
   return _lse_sum(anchors, candidates, weights, temperature,
                   inverse=_static_inverse(temperature),
                   exclude_self=exclude_self, options=options)
@@ -566,6 +618,7 @@ def nt_xent_fused(
     block_cols: int = 128,
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
+    fuse_anchor_grad: bool = True,
     interpret: bool | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
@@ -589,8 +642,9 @@ def nt_xent_fused(
     z2: [N, D] embeddings of the second view; row i is the positive of row i
       of `z1`.
     temperature: T > 0 (a Python number, or a traced value).
-    block_rows, block_cols, bwd_block_outer, bwd_block_inner, interpret,
-      num_warps, num_stages: kernel options, see `lse_sum_fused`.
+    block_rows, block_cols, bwd_block_outer, bwd_block_inner,
+      fuse_anchor_grad, interpret, num_warps, num_stages: kernel options,
+      see `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss.
@@ -604,7 +658,8 @@ def nt_xent_fused(
   _check_pair("z1", z1, "z2", z2)
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, interpret, num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, interpret,
+                            num_warps, num_stages)
   return _nt_xent(z1, z2, temperature, inverse=_static_inverse(temperature),
                   options=options)
 
@@ -619,6 +674,7 @@ def info_nce_fused(
     block_cols: int = 128,
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
+    fuse_anchor_grad: bool = True,
     interpret: bool | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
@@ -641,8 +697,9 @@ def info_nce_fused(
     key: [N, D] keys; row i is the positive of query i.
     negatives: optional [K, D] queue of negatives.
     temperature: T > 0 (a Python number, or a traced value).
-    block_rows, block_cols, bwd_block_outer, bwd_block_inner, interpret,
-      num_warps, num_stages: kernel options, see `lse_sum_fused`.
+    block_rows, block_cols, bwd_block_outer, bwd_block_inner,
+      fuse_anchor_grad, interpret, num_warps, num_stages: kernel options,
+      see `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss, the mean over the queries.
@@ -661,6 +718,7 @@ def info_nce_fused(
           f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, interpret, num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, interpret,
+                            num_warps, num_stages)
   return _info_nce(query, key, negatives, temperature,
                    inverse=_static_inverse(temperature), options=options)

@@ -68,17 +68,20 @@ def _assert_grad_close(actual, expected, rtol):
 # softmax weights to bfloat16 (8 bits) before the second product, so they
 # are checked to 1e-2 of the largest entry.
 LSE_CASES = [
-    # (exclude_self, dtype, M, K, D, temperature, value rtol, grad rtol)
-    (True, jnp.float32, 37, 53, 20, 0.1, 1e-5, 1e-5),
-    (False, jnp.float32, 45, 70, 24, 0.5, 1e-5, 1e-5),
-    (True, jnp.bfloat16, 40, 40, 16, 0.2, 1e-5, 1e-2),
+    # (exclude_self, fuse_anchor_grad, dtype, M, K, D, temperature,
+    #  value rtol, grad rtol)
+    (True, True, jnp.float32, 37, 53, 20, 0.1, 1e-5, 1e-5),
+    (False, True, jnp.float32, 45, 70, 24, 0.5, 1e-5, 1e-5),
+    (True, True, jnp.bfloat16, 40, 40, 16, 0.2, 1e-5, 1e-2),
+    (True, False, jnp.bfloat16, 40, 24, 16, 0.2, 1e-5, 1e-2),
 ]
 
 
 @pytest.mark.parametrize(
-    "exclude_self,dtype,m,k,d,t,value_rtol,grad_rtol", LSE_CASES)
-def test_lse_sum_matches_float64(exclude_self, dtype, m, k, d, t, value_rtol,
-                                 grad_rtol):
+    "exclude_self,fuse_anchor_grad,dtype,m,k,d,t,value_rtol,grad_rtol",
+    LSE_CASES)
+def test_lse_sum_matches_float64(exclude_self, fuse_anchor_grad, dtype, m, k,
+                                 d, t, value_rtol, grad_rtol):
   a = jnp.asarray(_randn(0, m, d) / np.sqrt(d), dtype)
   c = jnp.asarray(_randn(1, k, d) / np.sqrt(d), dtype)
   w = np.abs(_randn(2, m))
@@ -86,7 +89,8 @@ def test_lse_sum_matches_float64(exclude_self, dtype, m, k, d, t, value_rtol,
   w = jnp.asarray(w)
 
   f = functools.partial(lse_sum_fused, temperature=t,
-                        exclude_self=exclude_self, **TILES)
+                        exclude_self=exclude_self,
+                        fuse_anchor_grad=fuse_anchor_grad, **TILES)
   value, (da, dc, dw) = jax.jit(jax.value_and_grad(
       lambda a, c, w: f(a, c, weights=w), (0, 1, 2)))(a, c, w)
   ref, ref_da, ref_dc, ref_lse = _ref_lse_sum(
@@ -101,7 +105,9 @@ def test_lse_sum_matches_float64(exclude_self, dtype, m, k, d, t, value_rtol,
   _assert_grad_close(dw, ref_lse, max(value_rtol, 1e-5))
 
 
-def test_rows_with_nothing_to_sum_are_finite_when_weighted_zero():
+@pytest.mark.parametrize("fuse_anchor_grad", [True, False])
+def test_rows_with_nothing_to_sum_are_finite_when_weighted_zero(
+    fuse_anchor_grad):
   # Row 0 may only see column 0, its own: its lse is -inf. Weight 0 leaves
   # it out; value and gradients stay finite (no -inf - -inf NaN).
   a = jnp.asarray(_randn(3, 2, 8))
@@ -109,7 +115,8 @@ def test_rows_with_nothing_to_sum_are_finite_when_weighted_zero():
   w = jnp.array([0.0, 1.0])
   f = functools.partial(lse_sum_fused, temperature=0.5, exclude_self=True,
                         interpret=True, block_rows=16, block_cols=16,
-                        bwd_block_outer=16, bwd_block_inner=16)
+                        bwd_block_outer=16, bwd_block_inner=16,
+                        fuse_anchor_grad=fuse_anchor_grad)
   value, (da, dc) = jax.jit(jax.value_and_grad(
       lambda a, c: f(a, c, weights=w), (0, 1)))(a, c)
   ref, ref_da, ref_dc, _ = _ref_lse_sum(a[1:], c, 0.5, False, w[1:])
@@ -135,41 +142,33 @@ def test_check_grads_numerically():
 # ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n,d,t", [(21, 12, 0.07), (40, 33, 1.0)])
-def test_nt_xent_matches_dense(n, d, t):
+@pytest.mark.parametrize("n,d,t,traced", [(21, 12, 0.07, False),
+                                           (40, 33, 1.0, True)])
+def test_nt_xent_matches_dense_under_jit_of_grad(n, d, t, traced):
+  """Value and gradients, float32, to 1e-5 of the dense NT-Xent.
+
+  `traced`: the temperature is an argument of the jitted function (a learned
+  temperature), so the kernel runs at scale 1 on anchors divided by T in
+  plain JAX, and d/dT is checked too.
+  """
   z1 = jnp.asarray(_randn(7, n, d))
   z2 = jnp.asarray(_randn(8, n, d))
+  argnums = (0, 1, 2) if traced else (0, 1)
   fused = jax.value_and_grad(
-      functools.partial(nt_xent_fused, temperature=t, **TILES), (0, 1))
-  dense = jax.value_and_grad(
-      functools.partial(nt_xent, temperature=t, implementation="dense"),
-      (0, 1))
-  value, grads = jax.jit(fused)(z1, z2)
-  ref_value, ref_grads = jax.jit(dense)(z1, z2)
-  np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-5)
-  for g, ref in zip(grads, ref_grads):
-    _assert_grad_close(g, np.asarray(ref, np.float64), 1e-5)
-
-
-def test_nt_xent_traced_temperature_jit_of_grad():
-  # A learned temperature: traced, so the kernel runs at scale 1 on anchors
-  # divided by T in plain JAX, and d/dT flows through that division.
-  z1 = jnp.asarray(_randn(9, 19, 10))
-  z2 = jnp.asarray(_randn(10, 19, 10))
-  t = jnp.float32(0.3)
-
-  @jax.jit
-  def fused(z1, z2, t):
-    return jax.value_and_grad(
-        lambda z1, z2, t: nt_xent_fused(z1, z2, temperature=t, **TILES),
-        (0, 1, 2))(z1, z2, t)
-
+      lambda z1, z2, t: nt_xent_fused(z1, z2, temperature=t, **TILES),
+      argnums)
   dense = jax.value_and_grad(
       lambda z1, z2, t: nt_xent(z1, z2, temperature=t,
-                                implementation="dense"), (0, 1, 2))
-  value, grads = fused(z1, z2, t)
-  ref_value, ref_grads = jax.jit(dense)(z1, z2, t)
+                                implementation="dense"), argnums)
+  if traced:
+    t = jnp.float32(t)
+    value, grads = jax.jit(fused)(z1, z2, t)
+  else:
+    value, grads = jax.jit(lambda z1, z2: fused(z1, z2, t))(z1, z2)
+  ref_value, ref_grads = jax.jit(dense, static_argnums=(
+      () if traced else (2,)))(z1, z2, t)
   np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-5)
+  assert len(grads) == len(argnums)
   for g, ref in zip(grads, ref_grads):
     _assert_grad_close(g, np.asarray(ref, np.float64), 1e-5)
 
@@ -180,7 +179,9 @@ def test_info_nce_matches_dense(queue):
   k = jnp.asarray(_randn(12, 23, 12))
   negatives = None if queue is None else jnp.asarray(_randn(13, queue, 12))
   fused = jax.value_and_grad(
-      lambda q, k, n: info_nce_fused(q, k, n, temperature=0.2, **TILES),
+      # The queue case also runs the dA kernel without a self mask.
+      lambda q, k, n: info_nce_fused(q, k, n, temperature=0.2,
+                                     fuse_anchor_grad=queue is None, **TILES),
       (0, 1, 2) if queue else (0, 1))
   dense = jax.value_and_grad(
       lambda q, k, n: info_nce(q, k, negatives=n, temperature=0.2,
@@ -215,6 +216,9 @@ _Z = jnp.ones((4, 8))
      "bwd_block_inner"),
     (lambda: nt_xent_fused(_Z, _Z, interpret="yes"), ValueError, "interpret"),
     (lambda: nt_xent_fused(_Z, _Z, num_warps=3), ValueError, "num_warps"),
+    (lambda: nt_xent_fused(_Z, _Z, num_stages=0), ValueError, "num_stages"),
+    (lambda: nt_xent_fused(_Z, _Z, fuse_anchor_grad="no"), ValueError,
+     "fuse_anchor_grad"),
     (lambda: lse_sum_fused(_Z, jnp.ones((3, 7)), temperature=1.0,
                            exclude_self=False), ValueError, "candidates"),
     (lambda: lse_sum_fused(_Z, _Z, temperature=1.0, exclude_self=1),
@@ -255,19 +259,23 @@ def test_kernels_lower_to_triton_for_cuda(dtype):
   Triton call has no serialisation-compatibility guarantee, which only
   matters for storing the export, not for this check.
   """
-  def loss_and_grads(z1, z2):
+  def losses_and_grads(z1, z2):
     f = functools.partial(nt_xent_fused, temperature=0.1, interpret=False)
-    return jax.value_and_grad(f, (0, 1))(z1, z2)
+    fused = jax.value_and_grad(f, (0, 1))(z1, z2)
+    unfused = jax.value_and_grad(
+        functools.partial(f, fuse_anchor_grad=False), (0, 1))(z1, z2)
+    return fused, unfused, f(z1, z2)  # the last one: value only
 
   spec = jax.ShapeDtypeStruct((1000, 100), dtype)  # ragged rows and D
   exported = jax.export.export(
-      jax.jit(loss_and_grads), platforms=["cuda"],
+      jax.jit(losses_and_grads), platforms=["cuda"],
       disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(
           "__gpu$xla.gpu.triton")])(spec, spec)
   text = exported.mlir_module()
-  assert re.findall(r"custom_call @(\S+)\(", text) == (
-      ["__gpu$xla.gpu.triton"] * 3)
-  names = re.findall(r'name = "(\w+)"', text)
-  for kernel in ("contrastive_lse_forward", "contrastive_lse_anchor_grad",
-                 "contrastive_lse_candidate_grad"):
-    assert kernel in names
+  assert set(re.findall(r"custom_call @(\S+)\(", text)) == {
+      "__gpu$xla.gpu.triton"}
+  names = re.findall(r'name = "(\w+)", num_stages', text)
+  assert sorted(names) == sorted([
+      "contrastive_lse_softmax_forward", "contrastive_lse_candidate_grad",
+      "contrastive_lse_forward", "contrastive_lse_anchor_grad",
+      "contrastive_lse_candidate_grad", "contrastive_lse_forward"])
