@@ -108,6 +108,7 @@ class _Config:
   dc_rows: int         # candidate-gradient kernel: rows looped, columns owned
   dc_cols: int
   fuse_anchor_grad: bool  # dA from the forward's softmax @ C, no dA kernel
+  precision: jax.lax.Precision | None  # of every tile product
   interpret: bool
   num_warps: int | None
   num_stages: int
@@ -168,7 +169,8 @@ def _forward_kernel(a_ref, c_ref, lse_ref, *softmax_out_ref,
     m_prev, l_prev, acc = carry
     start = pl.multiple_of(j * block_cols, block_cols)
     c = c_ref[pl.ds(start, block_cols), :]
-    s = plgpu.dot(a, c, trans_b=True) * scale2  # [block_rows, block_cols]
+    # [block_rows, block_cols] logits, base 2.
+    s = plgpu.dot(a, c, trans_b=True, precision=config.precision) * scale2
     cols = start + jnp.arange(block_cols)
     s = jnp.where(_keep(rows, cols, config), s, -jnp.inf)
     m_next = jnp.maximum(m_prev, jnp.max(s, axis=1))
@@ -177,7 +179,8 @@ def _forward_kernel(a_ref, c_ref, lse_ref, *softmax_out_ref,
     p = jnp.exp2(s - shift[:, None])
     l_next = l_prev * correction + jnp.sum(p, axis=1)
     if with_output:
-      acc = acc * correction[:, None] + plgpu.dot(p.astype(c.dtype), c)
+      acc = acc * correction[:, None] + plgpu.dot(
+          p.astype(c.dtype), c, precision=config.precision)
     return m_next, l_next, acc
 
   m = jnp.full((block_rows,), -jnp.inf, jnp.float32)
@@ -205,11 +208,11 @@ def _anchor_grad_kernel(a_ref, c_ref, lse_ref, g_ref, da_ref, *,
   def body(j, acc):
     start = pl.multiple_of(j * block_cols, block_cols)
     c = c_ref[pl.ds(start, block_cols), :]
-    s = plgpu.dot(a, c, trans_b=True) * scale2
+    s = plgpu.dot(a, c, trans_b=True, precision=config.precision) * scale2
     cols = start + jnp.arange(block_cols)
     s = jnp.where(_keep(rows, cols, config), s, -jnp.inf)
     p = jnp.exp2(s - lse2[:, None])
-    return acc + plgpu.dot(p.astype(c.dtype), c)
+    return acc + plgpu.dot(p.astype(c.dtype), c, precision=config.precision)
 
   acc = jnp.zeros(da_ref.shape, jnp.float32)
   acc = jax.lax.fori_loop(0, num_col_blocks, body, acc)
@@ -236,12 +239,14 @@ def _candidate_grad_kernel(c_ref, a_ref, lse_ref, g_ref, dc_ref, *,
     a = a_ref[pl.ds(start, block_rows), :]
     lse2 = _finite_or_zero(lse_ref[pl.ds(start, block_rows)] * _LOG2E)
     g = g_ref[pl.ds(start, block_rows)]
-    st = plgpu.dot(c, a, trans_b=True) * scale2  # [block_cols, block_rows]
+    # [block_cols, block_rows] logits, base 2.
+    st = plgpu.dot(c, a, trans_b=True, precision=config.precision) * scale2
     rows = start + jnp.arange(block_rows)
     st = jnp.where(_keep(rows, cols, config, transposed=True), st, -jnp.inf)
     # Here the cotangent must scale the tile: it varies along the sum.
     pt = jnp.exp2(st - lse2[None, :]) * g[None, :]
-    return acc + plgpu.dot(pt.astype(a.dtype), a)
+    return acc + plgpu.dot(pt.astype(a.dtype), a,
+                           precision=config.precision)
 
   acc = jnp.zeros(dc_ref.shape, jnp.float32)
   acc = jax.lax.fori_loop(0, num_row_blocks, body, acc)
@@ -353,8 +358,9 @@ def _tile(block: int, size: int) -> int:
 
 def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
               block_rows: int, block_cols: int, bwd_block_outer: int,
-              bwd_block_inner: int, fuse_anchor_grad: bool, interpret: bool,
-              num_warps: int | None, num_stages: int) -> jax.Array:
+              bwd_block_inner: int, fuse_anchor_grad: bool, precision,
+              interpret: bool, num_warps: int | None,
+              num_stages: int) -> jax.Array:
   """lse [M] (float32) of the masked logits `scale * anchors @ candidates.T`.
 
   Differentiable in both arrays (a custom VJP with recomputed tiles).
@@ -383,6 +389,7 @@ def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
                    scale=float(scale), block_rows=br, block_cols=bc,
                    da_rows=da_rows, da_cols=da_cols, dc_rows=dc_rows,
                    dc_cols=dc_cols, fuse_anchor_grad=fuse_anchor_grad,
+                   precision=precision,
                    interpret=interpret, num_warps=num_warps,
                    num_stages=num_stages)
   # Padded rows (zero anchors) have finite lse and get a zero cotangent
@@ -415,8 +422,8 @@ def _check_options(blocks: dict, interpret, num_warps, num_stages) -> None:
       or num_warps < 1 or num_warps & (num_warps - 1)):
     raise ValueError(
         f"`num_warps` must be None or a power of two >= 1, got {num_warps!r}.")
-  if (isinstance(num_stages, bool) or not isinstance(num_stages, numbers.Integral)
-      or num_stages < 1):
+  if (isinstance(num_stages, bool)
+      or not isinstance(num_stages, numbers.Integral) or num_stages < 1):
     raise ValueError(f"`num_stages` must be an int >= 1, got {num_stages!r}.")
 
 
@@ -434,7 +441,7 @@ def _static_inverse(temperature) -> float | None:
 
 
 def _kernel_options(block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-                    fuse_anchor_grad, interpret, num_warps,
+                    fuse_anchor_grad, precision, interpret, num_warps,
                     num_stages) -> tuple:
   blocks = dict(block_rows=block_rows, block_cols=block_cols,
                 bwd_block_outer=bwd_block_outer,
@@ -443,7 +450,12 @@ def _kernel_options(block_rows, block_cols, bwd_block_outer, bwd_block_inner,
   if not isinstance(fuse_anchor_grad, bool):
     raise ValueError(
         f"`fuse_anchor_grad` must be a bool, got {fuse_anchor_grad!r}.")
+  if precision is not None and not isinstance(precision, jax.lax.Precision):
+    raise ValueError(
+        f"`precision` must be None or a jax.lax.Precision, got "
+        f"{precision!r}.")
   return tuple(dict(blocks, fuse_anchor_grad=fuse_anchor_grad,
+                    precision=precision,
                     interpret=_resolve_interpret(interpret),
                     num_warps=num_warps, num_stages=num_stages).items())
 
@@ -535,6 +547,7 @@ def lse_sum_fused(
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
     fuse_anchor_grad: bool = True,
+    precision: jax.lax.Precision | None = None,
     interpret: bool | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
@@ -567,6 +580,10 @@ def lse_sum_fused(
       kernel: 4 instead of 5 tile products per forward + backward, for an
       [M, D] float32 residual. False: lse-only forward and a dA kernel that
       recomputes the tiles (tiles `bwd_block_outer` x `bwd_block_inner`).
+    precision: of the tile products on GPU. None (default) for float32
+      operands means TF32 tensor cores, like XLA's default for the dense
+      loss; `jax.lax.Precision.HIGHEST` asks Triton for IEEE float32 (slower).
+      No effect for 16-bit operands or in interpret mode on CPU.
     interpret: run the kernels in Pallas interpret mode; None: only when
       the default backend is the CPU.
     num_warps, num_stages: Triton launch parameters (None: 4 warps below
@@ -602,8 +619,8 @@ def lse_sum_fused(
           f"got {getattr(weights, 'dtype', type(weights).__name__)} of shape "
           f"{shape}.")
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, fuse_anchor_grad, interpret,
-                            num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, precision,
+                            interpret, num_warps, num_stages)
   return _lse_sum(anchors, candidates, weights, temperature,
                   inverse=_static_inverse(temperature),
                   exclude_self=exclude_self, options=options)
@@ -619,6 +636,7 @@ def nt_xent_fused(
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
     fuse_anchor_grad: bool = True,
+    precision: jax.lax.Precision | None = None,
     interpret: bool | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
@@ -643,23 +661,24 @@ def nt_xent_fused(
       of `z1`.
     temperature: T > 0 (a Python number, or a traced value).
     block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-      fuse_anchor_grad, interpret, num_warps, num_stages: kernel options,
-      see `lse_sum_fused`.
+      fuse_anchor_grad, precision, interpret, num_warps, num_stages: kernel
+      options, see `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss.
 
   >>> import jax
   >>> z1, z2 = jax.random.normal(jax.random.key(0), (2, 6, 4))
-  >>> loss = nt_xent_fused(z1, z2, temperature=0.5, block_rows=16, bwd_block_outer=16)
+  >>> loss = nt_xent_fused(z1, z2, temperature=0.5, block_rows=16,
+  ...                      bwd_block_outer=16)
   >>> loss.shape, loss.dtype
   ((), dtype('float32'))
   """
   _check_pair("z1", z1, "z2", z2)
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, fuse_anchor_grad, interpret,
-                            num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, precision,
+                            interpret, num_warps, num_stages)
   return _nt_xent(z1, z2, temperature, inverse=_static_inverse(temperature),
                   options=options)
 
@@ -675,6 +694,7 @@ def info_nce_fused(
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
     fuse_anchor_grad: bool = True,
+    precision: jax.lax.Precision | None = None,
     interpret: bool | None = None,
     num_warps: int | None = None,
     num_stages: int = 2,
@@ -698,8 +718,8 @@ def info_nce_fused(
     negatives: optional [K, D] queue of negatives.
     temperature: T > 0 (a Python number, or a traced value).
     block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-      fuse_anchor_grad, interpret, num_warps, num_stages: kernel options,
-      see `lse_sum_fused`.
+      fuse_anchor_grad, precision, interpret, num_warps, num_stages: kernel
+      options, see `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss, the mean over the queries.
@@ -718,7 +738,7 @@ def info_nce_fused(
           f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, fuse_anchor_grad, interpret,
-                            num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, precision,
+                            interpret, num_warps, num_stages)
   return _info_nce(query, key, negatives, temperature,
                    inverse=_static_inverse(temperature), options=options)

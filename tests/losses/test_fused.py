@@ -217,6 +217,8 @@ _Z = jnp.ones((4, 8))
     (lambda: nt_xent_fused(_Z, _Z, interpret="yes"), ValueError, "interpret"),
     (lambda: nt_xent_fused(_Z, _Z, num_warps=3), ValueError, "num_warps"),
     (lambda: nt_xent_fused(_Z, _Z, num_stages=0), ValueError, "num_stages"),
+    (lambda: nt_xent_fused(_Z, _Z, precision="high"), ValueError,
+     "precision"),
     (lambda: nt_xent_fused(_Z, _Z, fuse_anchor_grad="no"), ValueError,
      "fuse_anchor_grad"),
     (lambda: lse_sum_fused(_Z, jnp.ones((3, 7)), temperature=1.0,
@@ -264,9 +266,11 @@ def test_kernels_lower_to_triton_for_cuda(dtype):
     fused = jax.value_and_grad(f, (0, 1))(z1, z2)
     unfused = jax.value_and_grad(
         functools.partial(f, fuse_anchor_grad=False), (0, 1))(z1, z2)
-    return fused, unfused, f(z1, z2)  # the last one: value only
+    exact = functools.partial(f, precision=jax.lax.Precision.HIGHEST)
+    return fused, unfused, f(z1, z2), exact(z1, z2)  # values only
 
-  spec = jax.ShapeDtypeStruct((1000, 100), dtype)  # ragged rows and D
+  # 2N = 3,000 rows: padded to 3,072 (not a power of two), D 100 -> 128.
+  spec = jax.ShapeDtypeStruct((1500, 100), dtype)
   exported = jax.export.export(
       jax.jit(losses_and_grads), platforms=["cuda"],
       disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(
@@ -278,4 +282,5 @@ def test_kernels_lower_to_triton_for_cuda(dtype):
   assert sorted(names) == sorted([
       "contrastive_lse_softmax_forward", "contrastive_lse_candidate_grad",
       "contrastive_lse_forward", "contrastive_lse_anchor_grad",
-      "contrastive_lse_candidate_grad", "contrastive_lse_forward"])
+      "contrastive_lse_candidate_grad", "contrastive_lse_forward",
+      "contrastive_lse_forward"])
