@@ -108,6 +108,7 @@ class _Config:
   dc_rows: int         # candidate-gradient kernel: rows looped, columns owned
   dc_cols: int
   fuse_anchor_grad: bool  # dA from the forward's softmax @ C, no dA kernel
+  splits: int          # programs sharing one row (column) block's loop
   precision: jax.lax.Precision | None  # of every tile product
   interpret: bool
   num_warps: int | None
@@ -159,7 +160,9 @@ def _forward_kernel(a_ref, c_ref, lse_ref, *softmax_out_ref,
   needs no anchor-gradient kernel.
   """
   block_rows, block_cols = config.block_rows, config.block_cols
-  num_col_blocks = c_ref.shape[0] // block_cols
+  # This program covers split pl.program_id(1) of the column blocks.
+  num_col_blocks = c_ref.shape[0] // (block_cols * config.splits)
+  first = pl.program_id(1) * num_col_blocks
   scale2 = config.scale * _LOG2E  # base-2 logits: exp2 is the native op
   a = a_ref[...]
   rows = pl.program_id(0) * block_rows + jnp.arange(block_rows)
@@ -167,7 +170,7 @@ def _forward_kernel(a_ref, c_ref, lse_ref, *softmax_out_ref,
 
   def body(j, carry):
     m_prev, l_prev, acc = carry
-    start = pl.multiple_of(j * block_cols, block_cols)
+    start = pl.multiple_of((first + j) * block_cols, block_cols)
     c = c_ref[pl.ds(start, block_cols), :]
     # [block_rows, block_cols] logits, base 2.
     s = plgpu.dot(a, c, trans_b=True, precision=config.precision) * scale2
@@ -199,14 +202,15 @@ def _anchor_grad_kernel(a_ref, c_ref, lse_ref, g_ref, da_ref, *,
                         config: _Config):
   """dA rows of one row block: sum over column blocks of P @ C."""
   block_rows, block_cols = config.da_rows, config.da_cols
-  num_col_blocks = c_ref.shape[0] // block_cols
+  num_col_blocks = c_ref.shape[0] // (block_cols * config.splits)
+  first = pl.program_id(1) * num_col_blocks
   scale2 = config.scale * _LOG2E
   a = a_ref[...]
   lse2 = _finite_or_zero(lse_ref[...] * _LOG2E)
   rows = pl.program_id(0) * block_rows + jnp.arange(block_rows)
 
   def body(j, acc):
-    start = pl.multiple_of(j * block_cols, block_cols)
+    start = pl.multiple_of((first + j) * block_cols, block_cols)
     c = c_ref[pl.ds(start, block_cols), :]
     s = plgpu.dot(a, c, trans_b=True, precision=config.precision) * scale2
     cols = start + jnp.arange(block_cols)
@@ -229,13 +233,14 @@ def _candidate_grad_kernel(c_ref, a_ref, lse_ref, g_ref, dc_ref, *,
   second product needs no transpose of the tile.
   """
   block_rows, block_cols = config.dc_rows, config.dc_cols
-  num_row_blocks = a_ref.shape[0] // block_rows
+  num_row_blocks = a_ref.shape[0] // (block_rows * config.splits)
+  first = pl.program_id(1) * num_row_blocks
   scale2 = config.scale * _LOG2E
   c = c_ref[...]
   cols = pl.program_id(0) * block_cols + jnp.arange(block_cols)
 
   def body(i, acc):
-    start = pl.multiple_of(i * block_rows, block_rows)
+    start = pl.multiple_of((first + i) * block_rows, block_rows)
     a = a_ref[pl.ds(start, block_rows), :]
     lse2 = _finite_or_zero(lse_ref[pl.ds(start, block_rows)] * _LOG2E)
     g = g_ref[pl.ds(start, block_rows)]
@@ -259,21 +264,26 @@ def _candidate_grad_kernel(c_ref, a_ref, lse_ref, g_ref, dc_ref, *,
 
 
 def _forward(a, c, config: _Config, with_output: bool):
-  """lse [Mp] and, if `with_output`, softmax(logits) @ C [Mp, Dp] float32."""
+  """Per-split lse [S, Mp] and, if `with_output`, softmax @ C [S, Mp, Dp].
+
+  Split s covers the s-th contiguous share of the column blocks; `_combine`
+  merges the splits.
+  """
   rows, dim = a.shape
   br = config.block_rows
-  out_shape = [jax.ShapeDtypeStruct((rows,), jnp.float32)]
-  out_specs = [pl.BlockSpec((br,), lambda i: (i,))]
+  splits = config.splits
+  out_shape = [jax.ShapeDtypeStruct((splits, rows), jnp.float32)]
+  out_specs = [pl.BlockSpec((None, br), lambda i, s: (s, i))]
   if with_output:
-    out_shape.append(jax.ShapeDtypeStruct(a.shape, jnp.float32))
-    out_specs.append(pl.BlockSpec((br, dim), lambda i: (i, 0)))
+    out_shape.append(jax.ShapeDtypeStruct((splits,) + a.shape, jnp.float32))
+    out_specs.append(pl.BlockSpec((None, br, dim), lambda i, s: (s, i, 0)))
   accumulator = br * dim if with_output else 0
   return pl.pallas_call(
       functools.partial(_forward_kernel, config=config),
       out_shape=out_shape,
-      grid=(rows // br,),
-      in_specs=[pl.BlockSpec((br, dim), lambda i: (i, 0)),
-                pl.BlockSpec(c.shape, lambda i: (0, 0))],
+      grid=(rows // br, splits),
+      in_specs=[pl.BlockSpec((br, dim), lambda i, s: (i, 0)),
+                pl.BlockSpec(c.shape, lambda i, s: (0, 0))],
       out_specs=out_specs,
       compiler_params=_compiler_params(config, br * config.block_cols,
                                        accumulator),
@@ -283,54 +293,74 @@ def _forward(a, c, config: _Config, with_output: bool):
   )(a, c)
 
 
+def _combine(lse_parts, softmax_out_parts=None):
+  """Merges per-split log-sum-exps (and softmax @ C) over the split axis.
+
+  lse = log sum_s exp(lse_s); each split's normalised softmax @ C enters
+  with weight exp(lse_s - lse). A split with nothing to sum has lse_s =
+  -inf and weight 0; a row with nothing at all keeps lse = -inf.
+  """
+  if lse_parts.shape[0] == 1:
+    out = None if softmax_out_parts is None else softmax_out_parts[0]
+    return lse_parts[0], out
+  lse = jax.nn.logsumexp(lse_parts, axis=0)
+  if softmax_out_parts is None:
+    return lse, None
+  weights = jnp.exp(lse_parts - _finite_or_zero(lse)[None])
+  return lse, jnp.sum(weights[..., None] * softmax_out_parts, axis=0)
+
+
 def _anchor_grad(a, c, lse, g, config: _Config):
   rows, dim = a.shape
   br = config.da_rows
-  return pl.pallas_call(
+  splits = config.splits
+  parts = pl.pallas_call(
       functools.partial(_anchor_grad_kernel, config=config),
-      out_shape=jax.ShapeDtypeStruct(a.shape, jnp.float32),
-      grid=(rows // br,),
-      in_specs=[pl.BlockSpec((br, dim), lambda i: (i, 0)),
-                pl.BlockSpec(c.shape, lambda i: (0, 0)),
-                pl.BlockSpec((br,), lambda i: (i,)),
-                pl.BlockSpec((br,), lambda i: (i,))],
-      out_specs=pl.BlockSpec((br, dim), lambda i: (i, 0)),
+      out_shape=jax.ShapeDtypeStruct((splits,) + a.shape, jnp.float32),
+      grid=(rows // br, splits),
+      in_specs=[pl.BlockSpec((br, dim), lambda i, s: (i, 0)),
+                pl.BlockSpec(c.shape, lambda i, s: (0, 0)),
+                pl.BlockSpec((br,), lambda i, s: (i,)),
+                pl.BlockSpec((br,), lambda i, s: (i,))],
+      out_specs=pl.BlockSpec((None, br, dim), lambda i, s: (s, i, 0)),
       compiler_params=_compiler_params(config, br * config.da_cols, br * dim),
       interpret=config.interpret,
       name="contrastive_lse_anchor_grad",
   )(a, c, lse, g)
+  return jnp.sum(parts, axis=0)
 
 
 def _candidate_grad(a, c, lse, g, config: _Config):
   rows, dim = a.shape
   bc = config.dc_cols
-  return pl.pallas_call(
+  splits = config.splits
+  parts = pl.pallas_call(
       functools.partial(_candidate_grad_kernel, config=config),
-      out_shape=jax.ShapeDtypeStruct(c.shape, jnp.float32),
-      grid=(c.shape[0] // bc,),
-      in_specs=[pl.BlockSpec((bc, dim), lambda j: (j, 0)),
-                pl.BlockSpec(a.shape, lambda j: (0, 0)),
-                pl.BlockSpec((rows,), lambda j: (0,)),
-                pl.BlockSpec((rows,), lambda j: (0,))],
-      out_specs=pl.BlockSpec((bc, dim), lambda j: (j, 0)),
+      out_shape=jax.ShapeDtypeStruct((splits,) + c.shape, jnp.float32),
+      grid=(c.shape[0] // bc, splits),
+      in_specs=[pl.BlockSpec((bc, dim), lambda j, s: (j, 0)),
+                pl.BlockSpec(a.shape, lambda j, s: (0, 0)),
+                pl.BlockSpec((rows,), lambda j, s: (0,)),
+                pl.BlockSpec((rows,), lambda j, s: (0,))],
+      out_specs=pl.BlockSpec((None, bc, dim), lambda j, s: (s, j, 0)),
       compiler_params=_compiler_params(config, bc * config.dc_rows, bc * dim),
       interpret=config.interpret,
       name="contrastive_lse_candidate_grad",
   )(c, a, lse, g)
+  return jnp.sum(parts, axis=0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _lse_padded(a, c, config: _Config):
   # Not differentiated (evaluation): the lse-only kernel.
-  return _forward(a, c, config, with_output=False)[0]
+  lse, _ = _combine(*_forward(a, c, config, with_output=False))
+  return lse
 
 
 def _lse_padded_fwd(a, c, config: _Config):
-  if config.fuse_anchor_grad:
-    lse, softmax_out = _forward(a, c, config, with_output=True)
-    return lse, (a, c, lse, softmax_out)
-  lse, = _forward(a, c, config, with_output=False)
-  return lse, (a, c, lse, None)
+  lse, softmax_out = _combine(
+      *_forward(a, c, config, with_output=config.fuse_anchor_grad))
+  return lse, (a, c, lse, softmax_out)
 
 
 def _lse_padded_bwd(config: _Config, residuals, g):
@@ -358,7 +388,8 @@ def _tile(block: int, size: int) -> int:
 
 def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
               block_rows: int, block_cols: int, bwd_block_outer: int,
-              bwd_block_inner: int, fuse_anchor_grad: bool, precision,
+              bwd_block_inner: int, fuse_anchor_grad: bool, splits: int,
+              precision,
               interpret: bool, num_warps: int | None,
               num_stages: int) -> jax.Array:
   """lse [M] (float32) of the masked logits `scale * anchors @ candidates.T`.
@@ -375,10 +406,10 @@ def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
   da_cols = _tile(bwd_block_inner, num_cols)
   dc_rows = _tile(bwd_block_inner, num_rows)
   dc_cols = _tile(bwd_block_outer, num_cols)
-  # Every grid and loop must tile the padded arrays: all blocks are powers
-  # of two, so padding to the largest one suffices.
-  rows_padded = _round_up(num_rows, max(br, da_rows, dc_rows))
-  cols_padded = _round_up(num_cols, max(bc, da_cols, dc_cols))
+  # Every grid and every split of a loop must tile the padded arrays.
+  rows_padded = _round_up(num_rows, math.lcm(br, da_rows, dc_rows * splits))
+  cols_padded = _round_up(num_cols,
+                          math.lcm(bc * splits, da_cols * splits, dc_cols))
   dim_padded = max(_MIN_TILE, pl.next_power_of_2(dim))
   dtype = _matmul_dtype(anchors, candidates)
   a = jnp.pad(anchors.astype(dtype),
@@ -389,6 +420,7 @@ def _lse_rows(anchors, candidates, *, scale: float, exclude_self: bool,
                    scale=float(scale), block_rows=br, block_cols=bc,
                    da_rows=da_rows, da_cols=da_cols, dc_rows=dc_rows,
                    dc_cols=dc_cols, fuse_anchor_grad=fuse_anchor_grad,
+                   splits=splits,
                    precision=precision,
                    interpret=interpret, num_warps=num_warps,
                    num_stages=num_stages)
@@ -441,8 +473,8 @@ def _static_inverse(temperature) -> float | None:
 
 
 def _kernel_options(block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-                    fuse_anchor_grad, precision, interpret, num_warps,
-                    num_stages) -> tuple:
+                    fuse_anchor_grad, splits, precision, interpret,
+                    num_warps, num_stages) -> tuple:
   blocks = dict(block_rows=block_rows, block_cols=block_cols,
                 bwd_block_outer=bwd_block_outer,
                 bwd_block_inner=bwd_block_inner)
@@ -450,12 +482,15 @@ def _kernel_options(block_rows, block_cols, bwd_block_outer, bwd_block_inner,
   if not isinstance(fuse_anchor_grad, bool):
     raise ValueError(
         f"`fuse_anchor_grad` must be a bool, got {fuse_anchor_grad!r}.")
+  if (isinstance(splits, bool) or not isinstance(splits, numbers.Integral)
+      or splits < 1):
+    raise ValueError(f"`splits` must be an int >= 1, got {splits!r}.")
   if precision is not None and not isinstance(precision, jax.lax.Precision):
     raise ValueError(
         f"`precision` must be None or a jax.lax.Precision, got "
         f"{precision!r}.")
   return tuple(dict(blocks, fuse_anchor_grad=fuse_anchor_grad,
-                    precision=precision,
+                    splits=int(splits), precision=precision,
                     interpret=_resolve_interpret(interpret),
                     num_warps=num_warps, num_stages=num_stages).items())
 
@@ -547,6 +582,7 @@ def lse_sum_fused(
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
     fuse_anchor_grad: bool = True,
+    splits: int = 1,
     precision: jax.lax.Precision | None = None,
     interpret: bool | None = None,
     num_warps: int | None = None,
@@ -580,6 +616,13 @@ def lse_sum_fused(
       kernel: 4 instead of 5 tile products per forward + backward, for an
       [M, D] float32 residual. False: lse-only forward and a dA kernel that
       recomputes the tiles (tiles `bwd_block_outer` x `bwd_block_inner`).
+    splits: split every program's loop (forward: over column blocks; dC:
+      over row blocks; dA: over column blocks) into this many programs
+      whose partial results are merged in XLA (log-sum-exp of the partial
+      lse; sums of the partial gradients), as in flash-decoding. A single
+      [M, K] problem has only M / block_rows programs per kernel (64 at
+      2N = 8,192 with 128-row tiles, fewer than an H100's 132 SMs); splits
+      multiply that, for S x (M + K) x D float32 of partial results.
     precision: of the tile products on GPU. None (default) for float32
       operands means TF32 tensor cores, like XLA's default for the dense
       loss; `jax.lax.Precision.HIGHEST` asks Triton for IEEE float32 (slower).
@@ -619,8 +662,8 @@ def lse_sum_fused(
           f"got {getattr(weights, 'dtype', type(weights).__name__)} of shape "
           f"{shape}.")
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, fuse_anchor_grad, precision,
-                            interpret, num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, splits,
+                            precision, interpret, num_warps, num_stages)
   return _lse_sum(anchors, candidates, weights, temperature,
                   inverse=_static_inverse(temperature),
                   exclude_self=exclude_self, options=options)
@@ -636,6 +679,7 @@ def nt_xent_fused(
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
     fuse_anchor_grad: bool = True,
+    splits: int = 1,
     precision: jax.lax.Precision | None = None,
     interpret: bool | None = None,
     num_warps: int | None = None,
@@ -661,8 +705,8 @@ def nt_xent_fused(
       of `z1`.
     temperature: T > 0 (a Python number, or a traced value).
     block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-      fuse_anchor_grad, precision, interpret, num_warps, num_stages: kernel
-      options, see `lse_sum_fused`.
+      fuse_anchor_grad, splits, precision, interpret, num_warps, num_stages:
+      kernel options, see `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss.
@@ -677,8 +721,8 @@ def nt_xent_fused(
   _check_pair("z1", z1, "z2", z2)
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, fuse_anchor_grad, precision,
-                            interpret, num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, splits,
+                            precision, interpret, num_warps, num_stages)
   return _nt_xent(z1, z2, temperature, inverse=_static_inverse(temperature),
                   options=options)
 
@@ -694,6 +738,7 @@ def info_nce_fused(
     bwd_block_outer: int = 128,
     bwd_block_inner: int = 32,
     fuse_anchor_grad: bool = True,
+    splits: int = 1,
     precision: jax.lax.Precision | None = None,
     interpret: bool | None = None,
     num_warps: int | None = None,
@@ -718,8 +763,8 @@ def info_nce_fused(
     negatives: optional [K, D] queue of negatives.
     temperature: T > 0 (a Python number, or a traced value).
     block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-      fuse_anchor_grad, precision, interpret, num_warps, num_stages: kernel
-      options, see `lse_sum_fused`.
+      fuse_anchor_grad, splits, precision, interpret, num_warps, num_stages:
+      kernel options, see `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss, the mean over the queries.
@@ -738,7 +783,7 @@ def info_nce_fused(
           f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
-                            bwd_block_inner, fuse_anchor_grad, precision,
-                            interpret, num_warps, num_stages)
+                            bwd_block_inner, fuse_anchor_grad, splits,
+                            precision, interpret, num_warps, num_stages)
   return _info_nce(query, key, negatives, temperature,
                    inverse=_static_inverse(temperature), options=options)
