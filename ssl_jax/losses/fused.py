@@ -20,17 +20,27 @@ IO-Awareness", arXiv:2205.14135), whose two ideas this reuses:
 
 * forward: a grid over blocks of anchor rows; each program loops over blocks
   of candidate columns and keeps a running maximum and running sum of
-  exponentials per row (the online softmax), writing only lse [M];
+  exponentials per row (the online softmax), writing only lse [M]. Under
+  differentiation it also accumulates `softmax @ C`, i.e. FlashAttention's
+  forward with the candidates as values, which is dA up to a row scaling
+  (`fuse_anchor_grad=True`, the default);
 * backward: the tiles are recomputed from `A`, `C` and the saved lse
-  instead of being stored. One kernel runs over row blocks and accumulates
-  dA, a second runs over column blocks and accumulates dC (each program owns
-  its output rows, so no atomics are needed).
+  instead of being stored. A kernel over column blocks loops over row
+  blocks and accumulates dC; with `fuse_anchor_grad=False` a second kernel
+  over row blocks accumulates dA the same way. Each program owns its output
+  rows, so no atomics are needed.
+
+That is 4 tile products per forward + backward (5 without the fused dA),
+against 3 for the blockwise XLA version, which keeps whole [block, K] tiles
+in GPU memory instead. `splits` runs each program's loop as several programs
+(as flash-decoding does) and merges their partial results in XLA, for
+problems with too few row blocks to fill the GPU.
 
 Memory is O((M + K) * D) (inputs, gradients, lse), never O(M * K). The
 normalisation, the positive terms, the weights and the mean stay in plain
-JAX, which differentiates them; only `_lse_rows` has a custom VJP, with a
-per-row cotangent, so weighted sums, `logaddexp` with a MoCo positive and
-learned temperatures all compose with it.
+JAX, which differentiates them; only the log-sum-exp rows have a custom VJP,
+with a per-row cotangent, so weighted sums, `logaddexp` with a MoCo
+positive and learned temperatures all compose with it.
 
 Hand-written because neither optax (`optax.losses.ntxent` is dense) nor JAX
 ships a fused contrastive loss; the bundled Pallas flash-attention op
@@ -45,11 +55,12 @@ tiles, the feature dimension to a power of two >= 16 (zero features leave
 every dot product unchanged), padded candidate columns are masked to -inf
 and padded anchor rows get a zero cotangent. The products run on the input
 dtype (bfloat16 or float32 operands) with float32 accumulation; float32
-operands follow the backend's default dot precision (TF32 on NVIDIA tensor
-cores, as the dense and blockwise losses do under XLA's default). All softmax
-arithmetic is float32, in base 2 (`exp2`, with log2(e) folded into the logit
-scale), and `-inf - -inf` is guarded so that a row with nothing to sum gives
-lse = -inf and zero gradients, never NaN.
+operands use TF32 tensor cores unless `precision=HIGHEST`, as the dense and
+blockwise losses do under XLA's default precision. All softmax arithmetic
+is float32, in base 2 (`exp2`, with log2(e) folded into the logit scale),
+and `-inf - -inf` is guarded so that a row with nothing to sum gives
+lse = -inf and zero gradients, never NaN. A Python-number temperature is
+compiled into the kernels; a traced one divides the anchors first.
 
 No `axis_name`: under `shard_map` / `pmap` use the blockwise losses, which
 gather the candidates across devices.
@@ -60,7 +71,9 @@ against float64 NumPy references and the dense losses
 compiled (non-interpret) kernels for CUDA, via `jax.export` with the
 platform set to "cuda". That check stops at Triton IR: Triton's own
 compilation to PTX (register and shared-memory limits, layouts) happens only
-on a GPU. Its speed on GPU has not been measured yet.
+on a GPU. The kernels have not run on a GPU yet, and their speed has not
+been measured; the tile sizes, `num_warps`, `splits` and `fuse_anchor_grad`
+defaults are educated guesses to be tuned there.
 """
 from __future__ import annotations
 
@@ -730,8 +743,8 @@ def nt_xent_fused(
 def info_nce_fused(
     query: jax.Array,
     key: jax.Array,
-    negatives: jax.Array | None = None,
     *,
+    negatives: jax.Array | None = None,
     temperature: float = 0.1,
     block_rows: int = 128,
     block_cols: int = 128,

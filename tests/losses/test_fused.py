@@ -10,6 +10,7 @@ references write the gradients out analytically and share no code with
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 
 import jax
@@ -222,10 +223,11 @@ def test_info_nce_matches_dense(queue):
   q = jnp.asarray(_randn(11, 23, 12))
   k = jnp.asarray(_randn(12, 23, 12))
   negatives = None if queue is None else jnp.asarray(_randn(13, queue, 12))
+  # The queue case also runs the dA kernel without a self mask.
   fused = jax.value_and_grad(
-      # The queue case also runs the dA kernel without a self mask.
-      lambda q, k, n: info_nce_fused(q, k, n, temperature=0.2,
-                                     fuse_anchor_grad=queue is None, **TILES),
+      lambda q, k, n: info_nce_fused(
+          q, k, negatives=n, temperature=0.2,
+          fuse_anchor_grad=queue is None, **TILES),
       (0, 1, 2) if queue else (0, 1))
   dense = jax.value_and_grad(
       lambda q, k, n: info_nce(q, k, negatives=n, temperature=0.2,
@@ -272,12 +274,20 @@ _Z = jnp.ones((4, 8))
      ValueError, "exclude_self"),
     (lambda: lse_sum_fused(_Z, _Z, temperature=1.0, exclude_self=True,
                            weights=jnp.ones((3,))), ValueError, "weights"),
-    (lambda: info_nce_fused(_Z, _Z, jnp.ones((6, 7))), ValueError,
+    (lambda: info_nce_fused(_Z, _Z, negatives=jnp.ones((6, 7))), ValueError,
      "negatives"),
 ])
 def test_bad_inputs_raise(call, error, name):
   with pytest.raises(error, match=f"`{name}`"):
     call()
+
+
+@pytest.mark.parametrize("fn", [lse_sum_fused, nt_xent_fused, info_nce_fused])
+def test_hyperparameters_are_keyword_only(fn):
+  # The package convention (tests/losses/test_package.py).
+  for p in inspect.signature(fn).parameters.values():
+    if p.default is not inspect.Parameter.empty:
+      assert p.kind is inspect.Parameter.KEYWORD_ONLY, p.name
 
 
 # ----------------------------------------------------------------------------
