@@ -6,6 +6,10 @@ and float32 / bfloat16 inputs, times `jax.value_and_grad` of
 
   dense          `implementation="dense"` (materialises the [2N, 2N] logits)
   blockwise-B    `implementation="blockwise", block_size=B` (B = 1024, 2048, 4096)
+  fused-bT-sS    `ssl_jax.losses.fused.nt_xent_fused` (Pallas kernels) with
+                 T x T forward tiles and `splits=S` (T = 64, 128; S = 1, 2, 4;
+                 on by default off the CPU and in --quick, where it runs in
+                 Pallas interpret mode; --fused/--no-fused)
 
 and, in the same run, the PyTorch equivalents (`torch_peers.py losses`: a
 plain torch NT-Xent, and lightly's `NTXentLoss` when lightly is importable).
@@ -66,16 +70,24 @@ TARGET_SIZE_MEMORY, TARGET_GB = 262144, 8.0
 
 
 def implementations(block_sizes: Sequence[int], *, dense: bool = True,
-                    blockwise: bool = True) -> list[tuple[str, dict[str, Any]]]:
-  """(label, nt_xent keyword arguments) for every implementation to time.
+                    blockwise: bool = True, fused_tiles: Sequence[int] = (),
+                    fused_splits: Sequence[int] = (1,)
+                    ) -> list[tuple[str, dict[str, Any]]]:
+  """(label, keyword arguments) for every implementation to time.
 
-  >>> [name for name, _ in implementations([1024, 2048])]
-  ['dense', 'blockwise-1024', 'blockwise-2048']
+  Fused configurations carry ``fused=True`` and `ssl_jax.losses.fused`
+  options; the others are `ssl_jax.losses.nt_xent` arguments.
+
+  >>> [name for name, _ in implementations([1024, 2048], fused_tiles=[128])]
+  ['dense', 'blockwise-1024', 'blockwise-2048', 'fused-b128-s1']
   """
   out = [("dense", {"implementation": "dense"})] if dense else []
   if blockwise:
     out += [(f"blockwise-{b}", {"implementation": "blockwise", "block_size": b})
             for b in block_sizes]
+  out += [(f"fused-b{t}-s{s}", {"fused": True, "block_rows": t, "block_cols": t,
+                                "splits": s})
+          for t in fused_tiles for s in fused_splits]
   return out
 
 
@@ -90,7 +102,12 @@ def loss_and_grads(kwargs: dict[str, Any], temperature: float):
 
 @functools.lru_cache(maxsize=None)
 def _loss_and_grads(kwargs: tuple[tuple[str, Any], ...], temperature: float):
-  loss = functools.partial(losses_lib.nt_xent, temperature=temperature, **dict(kwargs))
+  kwargs = dict(kwargs)
+  if kwargs.pop("fused", False):
+    from ssl_jax.losses import fused
+    loss = functools.partial(fused.nt_xent_fused, temperature=temperature, **kwargs)
+  else:
+    loss = functools.partial(losses_lib.nt_xent, temperature=temperature, **kwargs)
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
@@ -164,7 +181,9 @@ def _measure_in_process(args: argparse.Namespace, *, sizes: Sequence[int], dim: 
   records = []
   for dtype in args.dtypes:
     for label, kwargs in implementations(block_sizes, dense=args.dense,
-                                         blockwise=args.blockwise):
+                                         blockwise=args.blockwise,
+                                         fused_tiles=args.fused_tiles,
+                                         fused_splits=args.fused_splits):
       for rows in sizes:
         records.append(_compile(label, kwargs, rows=rows, dim=dim, dtype=dtype,
                                 temperature=args.temperature))
@@ -194,9 +213,16 @@ def _measure_isolated(args: argparse.Namespace, *, sizes: Sequence[int], dim: in
   records = []
   for dtype in args.dtypes:
     for label, kwargs in implementations(block_sizes, dense=args.dense,
-                                         blockwise=args.blockwise):
-      which = (["--no-blockwise"] if label == "dense" else
-               ["--no-dense", "--block-sizes", str(kwargs["block_size"])])
+                                         blockwise=args.blockwise,
+                                         fused_tiles=args.fused_tiles,
+                                         fused_splits=args.fused_splits):
+      if label == "dense":
+        which = ["--no-blockwise", "--no-fused"]
+      elif kwargs.get("fused"):
+        which = ["--no-dense", "--no-blockwise", "--fused", "--fused-tiles",
+                 str(kwargs["block_rows"]), "--fused-splits", str(kwargs["splits"])]
+      else:
+        which = ["--no-dense", "--no-fused", "--block-sizes", str(kwargs["block_size"])]
       for rows in sizes:
         with tempfile.TemporaryDirectory() as tmp:
           cmd = [sys.executable, "-m", "experiments.bench.losses", "--sizes", str(rows),
@@ -222,6 +248,24 @@ def _measure_isolated(args: argparse.Namespace, *, sizes: Sequence[int], dim: in
         records.append(record)
         _print_row(record)
   return records
+
+
+def _accelerator_plugin_installed() -> bool:
+  """Whether a GPU/TPU plugin of jax is installed, without starting a backend.
+
+  Starting the backend here would take the GPU memory that the PyTorch peer
+  and the --isolate children need, so this only looks at the installed
+  packages (jax's CUDA/ROCm plugins, libtpu).
+  """
+  import pkgutil
+  names = {m.name for m in pkgutil.iter_modules()}
+  try:
+    import jax_plugins
+    names |= {m.name for m in pkgutil.iter_modules(jax_plugins.__path__)}
+  except ImportError:
+    pass
+  return any(n.startswith(("jax_cuda", "jax_rocm", "xla_cuda", "xla_rocm", "libtpu"))
+             for n in names)
 
 
 def _iters_for(rows: int, quick: bool) -> int:
@@ -336,6 +380,13 @@ def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       help="blockwise block sizes (default 1024,2048,4096)")
   parser.add_argument("--dense", action=argparse.BooleanOptionalAction, default=True)
   parser.add_argument("--blockwise", action=argparse.BooleanOptionalAction, default=True)
+  parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                      help="time the fused Pallas kernels (default: on unless the "
+                           "backend is CPU, where they run interpreted; on with --quick)")
+  parser.add_argument("--fused-tiles", type=_common.int_list, default=None,
+                      help="fused forward tile sizes (default 64,128; --quick 16)")
+  parser.add_argument("--fused-splits", type=_common.int_list, default=None,
+                      help="fused `splits` values (default 1,2,4; --quick 1)")
   parser.add_argument("--temperature", type=float, default=0.1)
   parser.add_argument("--repeats", type=int, default=None)
   parser.add_argument("--iters", type=int, default=None,
@@ -356,6 +407,11 @@ def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
   dim = args.dim or (16 if args.quick else 128)
   block_sizes = args.block_sizes or (QUICK_BLOCK_SIZES if args.quick else DEFAULT_BLOCK_SIZES)
   repeats = args.repeats or (1 if args.quick else 5)
+  if args.fused is None:
+    args.fused = args.quick or _accelerator_plugin_installed()
+  args.fused_splits = args.fused_splits or ([1] if args.quick else [1, 2, 4])
+  args.fused_tiles = ((args.fused_tiles or ([16] if args.quick else [64, 128]))
+                      if args.fused else [])
 
   # The PyTorch peer runs first, in a child process, before this process
   # starts the JAX backend (which would otherwise hold most of the GPU).
@@ -380,6 +436,7 @@ def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
   report = _common.metadata("losses", argv, quick=args.quick)
   report.update({"dim": dim, "temperature": args.temperature, "sizes": sizes,
                  "dtypes": args.dtypes, "block_sizes": block_sizes,
+                 "fused_tiles": args.fused_tiles, "fused_splits": args.fused_splits,
                  "memory_method": (
                      "compiled estimate (memory_analysis) always; measured allocator peak "
                      "on GPU/TPU, "

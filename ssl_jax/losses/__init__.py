@@ -12,7 +12,8 @@ lifted_structured, soft_nearest_neighbor, negative_sampling, l_softmax,
 arcface, cosface), `consistency` (consistency, sharpen, confidence_mask),
 `reconstruction` (masked_reconstruction), `blockwise` (memory-linear
 NT-Xent, InfoNCE and SupCon, chosen automatically by the public ones above
-a size threshold).
+a size threshold), `fused` (Pallas kernels for NT-Xent and InfoNCE, opt-in
+with `implementation="fused"`; import `ssl_jax.losses.fused` to tune them).
 
 Batches across devices
 ----------------------

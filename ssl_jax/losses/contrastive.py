@@ -49,8 +49,27 @@ def _use_blockwise(implementation: str, rows: int) -> bool:
     return rows >= blockwise.DEFAULT_BLOCKWISE_THRESHOLD
   if implementation in ("dense", "blockwise"):
     return implementation == "blockwise"
-  raise ValueError(f"implementation must be 'auto', 'dense' or 'blockwise', "
-                   f"got {implementation!r}.")
+  raise ValueError(f"implementation must be 'auto', 'dense' or 'blockwise' "
+                   f"('fused' for nt_xent and info_nce), got {implementation!r}.")
+
+
+def _use_fused(implementation: str, axis_name: str | None) -> bool:
+  """Whether to take the opt-in fused (Pallas) path; checks its limits."""
+  if implementation != "fused":
+    return False
+  if axis_name is not None:
+    raise ValueError("implementation='fused' does not gather across devices; "
+                     "under shard_map/pmap (axis_name=...) use 'blockwise' or "
+                     "'auto'. Under global-view jit (axis_name=None) 'fused' works.")
+  return True
+
+
+def _fused():
+  # Imported on first use: only callers who ask for the fused path need the
+  # Pallas modules.
+  from ssl_jax.losses import fused
+  return fused
+
 
 def nt_xent(
     z1: jax.Array,
@@ -85,7 +104,10 @@ def nt_xent(
       computes it block by block with a recomputing custom VJP (memory
       O(N * D + block_size * N), see `ssl_jax.losses.blockwise`); "auto"
       (default) picks blockwise from `blockwise.DEFAULT_BLOCKWISE_THRESHOLD`
-      rows of the global similarity matrix up. Same value and gradient.
+      rows of the global similarity matrix up; "fused" (opt-in, no
+      `axis_name`) runs the Pallas kernels of `ssl_jax.losses.fused` with
+      their default tiles (call that module's functions to tune them). Same
+      value and gradient.
     block_size: rows per block of the blockwise path.
 
   Returns:
@@ -101,6 +123,8 @@ def nt_xent(
   z2 = _embeddings(z2, "z2")
   check_same_shape(z1, "z1", z2, "z2")
   check_positive(temperature, "temperature")
+  if _use_fused(implementation, axis_name):
+    return _fused().nt_xent_fused(z1, z2, temperature=temperature)
   if _use_blockwise(implementation, 2 * z1.shape[0] * axis_size(axis_name)):
     return blockwise.nt_xent_blockwise(z1, z2, temperature=temperature,
                                        block_size=block_size, axis_name=axis_name)
@@ -161,7 +185,10 @@ def info_nce(
       computes it block by block with a recomputing custom VJP (memory
       O(N * D + block_size * N), see `ssl_jax.losses.blockwise`); "auto"
       (default) picks blockwise from `blockwise.DEFAULT_BLOCKWISE_THRESHOLD`
-      rows of the global similarity matrix up. Same value and gradient.
+      rows of the global similarity matrix up; "fused" (opt-in, no
+      `axis_name`) runs the Pallas kernels of `ssl_jax.losses.fused` with
+      their default tiles (call that module's functions to tune them). Same
+      value and gradient.
     block_size: rows per block of the blockwise path.
 
   Returns:
@@ -179,6 +206,9 @@ def info_nce(
   key = _embeddings(key, "key")
   check_same_shape(query, "query", key, "key")
   check_positive(temperature, "temperature")
+  if _use_fused(implementation, axis_name):
+    return _fused().info_nce_fused(query, key, negatives=negatives,
+                                   temperature=temperature)
   if _use_blockwise(implementation, query.shape[0] * axis_size(axis_name)):
     return blockwise.info_nce_blockwise(query, key, negatives=negatives,
                                         temperature=temperature,

@@ -720,9 +720,10 @@ def nt_xent_fused(
     z2: [N, D] embeddings of the second view; row i is the positive of row i
       of `z1`.
     temperature: T > 0 (a Python number, or a traced value).
-    block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-      fuse_anchor_grad, splits, precision, interpret, num_warps, num_stages:
-      kernel options, see `lse_sum_fused`.
+    block_rows: forward tile rows; it and the other keyword arguments
+      (block_cols, bwd_block_outer, bwd_block_inner, fuse_anchor_grad,
+      splits, precision, interpret, num_warps, num_stages) are the kernel
+      options of `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss.
@@ -778,9 +779,10 @@ def info_nce_fused(
     key: [N, D] keys; row i is the positive of query i.
     negatives: optional [K, D] queue of negatives.
     temperature: T > 0 (a Python number, or a traced value).
-    block_rows, block_cols, bwd_block_outer, bwd_block_inner,
-      fuse_anchor_grad, splits, precision, interpret, num_warps, num_stages:
-      kernel options, see `lse_sum_fused`.
+    block_rows: forward tile rows; it and the other keyword arguments
+      (block_cols, bwd_block_outer, bwd_block_inner, fuse_anchor_grad,
+      splits, precision, interpret, num_warps, num_stages) are the kernel
+      options of `lse_sum_fused`.
 
   Returns:
     Scalar float32 loss, the mean over the queries.

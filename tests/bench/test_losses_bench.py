@@ -27,7 +27,7 @@ def _nt_xent_numpy(z1, z2, temperature):
 def test_timed_function_is_nt_xent_with_gradients(seed):
   rng = np.random.default_rng(seed)
   z1, z2 = rng.normal(size=(2, 6, 4)).astype(np.float32)
-  for label, kwargs in bench.implementations([4]):
+  for label, kwargs in bench.implementations([4], fused_tiles=[16]):
     value, (g1, g2) = bench.loss_and_grads(kwargs, 0.5)(z1, z2)
     np.testing.assert_allclose(float(value), _nt_xent_numpy(z1, z2, 0.5), rtol=1e-5,
                                err_msg=label)
@@ -51,9 +51,9 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert key in saved, key
   assert saved["torch"] == {"skipped": "--no-torch"}
   rows = saved["results"]
-  # sizes x 2 dtypes x (dense + one block size).
-  assert len(rows) == len(bench.QUICK_SIZES) * 2 * 2
-  assert {r["implementation"] for r in rows} == {"dense", "blockwise-64"}
+  # sizes x 2 dtypes x (dense + one block size + one fused configuration).
+  assert len(rows) == len(bench.QUICK_SIZES) * 2 * 3
+  assert {r["implementation"] for r in rows} == {"dense", "blockwise-64", "fused-b16-s1"}
   for r in rows:
     assert r["status"] == "ok" and r["ms"] > 0, r
     assert r["compiled_bytes"] is None or r["compiled_bytes"] > 0
@@ -65,7 +65,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
 
 def test_isolated_run_merges_child_results(tmp_path):
   report = bench.benchmark(["--quick", "--isolate", "--sizes", "32", "--dtypes", "float32",
-                            "--no-blockwise", "--no-torch", "--out", str(tmp_path)])
+                            "--no-blockwise", "--no-fused", "--no-torch",
+                            "--out", str(tmp_path)])
   (row,) = report["results"]
   assert row["isolated"] and row["status"] == "ok" and row["ms"] > 0
   assert (row["implementation"], row["dtype"], row["rows_2n"]) == ("dense", "float32", 32)

@@ -1,4 +1,4 @@
-"""The public contrastive losses dispatch to the blockwise path."""
+"""The public contrastive losses dispatch to the blockwise and fused paths."""
 import jax
 import numpy as np
 import pytest
@@ -43,6 +43,24 @@ def test_auto_switches_at_the_threshold(name, monkeypatch):
 
 
 def test_unknown_implementation():
-  z1, z2, _ = _data()
+  z1, z2, labels = _data()
   with pytest.raises(ValueError, match="implementation"):
-    losses.nt_xent(z1, z2, implementation="fused")
+    losses.nt_xent(z1, z2, implementation="flash")
+  with pytest.raises(ValueError, match="implementation"):
+    losses.supcon(z1, labels, implementation="fused")  # no fused SupCon
+
+
+@pytest.mark.parametrize("name", ["nt_xent", "info_nce"])
+def test_fused_on_request_equals_dense(name):
+  z1, z2, _ = _data()
+  fn = getattr(losses, name)
+  dense = jax.value_and_grad(lambda a: fn(a, z2, implementation="dense"))(z1)
+  fused = jax.value_and_grad(lambda a: fn(a, z2, implementation="fused"))(z1)
+  np.testing.assert_allclose(fused[0], dense[0], rtol=1e-5)
+  np.testing.assert_allclose(fused[1], dense[1], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_refuses_axis_name():
+  z1, z2, _ = _data()
+  with pytest.raises(ValueError, match="blockwise"):
+    losses.nt_xent(z1, z2, implementation="fused", axis_name="data")
