@@ -79,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "that an overfitting baseline is not the one compared")
   p.add_argument("--hidden", default="512,512",
                  help="mlp encoder hidden widths (ignored by other encoders)")
+  p.add_argument("--eval-ema", type=float, default=None,
+                 help="evaluate an EMA of the weights with this decay (the paper: "
+                      "0.999), for both methods; default: the final weights")
   p.add_argument("--data-dir", default=None)
   p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                "results", "semi_fashion_mnist"))
@@ -93,9 +96,13 @@ def optimizer(lr: float, steps: int) -> tuple[optax.GradientTransformation, opta
   return tx, schedule
 
 
-def test_accuracy(result, test_images: np.ndarray, test_labels: np.ndarray) -> float:
-  """Top-1 accuracy of the classifier head on the test set (inference BN)."""
-  model = merge_pure(result.graphdef, jax.device_get(result.state.params),
+def test_accuracy(method, result, test_images: np.ndarray, test_labels: np.ndarray) -> float:
+  """Top-1 accuracy of the classifier head on the test set (inference BN).
+
+  Uses `method.eval_params`: the EMA of the weights when the method keeps one.
+  """
+  params = method.eval_params(result.state.params, result.state.extra)
+  model = merge_pure(result.graphdef, jax.device_get(params),
                      jax.device_get(result.state.batch_stats))
 
   @jax.jit
@@ -123,7 +130,7 @@ def run_one(method, dataset, *, batch: int, steps: int, lr: float, seed: int,
     wall = time.perf_counter() - t0
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       records = [json.loads(line) for line in f if line.strip()]
-  acc = test_accuracy(result, *test)
+  acc = test_accuracy(method, result, *test)
   print(f"{method.name}: test accuracy {acc:.4f} after {steps} steps ({wall:.0f} s)",
         flush=True)
   return {"method": method.name, "test_accuracy": acc, "steps": steps,
@@ -157,7 +164,8 @@ def main(argv=None) -> dict:
   test = tuple(np.asarray(a) for a in test_ds.get(np.arange(len(test_ds))))
   kwargs = _encoder_kwargs(args)
   backbone = Backbone(encoder=args.encoder, encoder_kwargs=kwargs)
-  common = dict(backbone=backbone, num_classes=train_ds.num_classes)
+  common = dict(backbone=backbone, num_classes=train_ds.num_classes,
+                eval_ema=args.eval_ema)
 
   runs = []
   for seed in seeds:
@@ -203,7 +211,7 @@ def main(argv=None) -> dict:
       "global_batch_fixmatch": semi_batch, "steps": args.steps,
       "supervised_steps": sup_steps,
       "optimizer": f"SGD nesterov 0.9, lr {args.lr} * cos(7 pi k / 16 K), wd 5e-4",
-      "threshold": args.threshold,
+      "threshold": args.threshold, "eval_ema": args.eval_ema,
       "summary": summary,
       "runs": runs,
   }
@@ -222,8 +230,9 @@ def main(argv=None) -> dict:
       f"tau = {args.threshold}, {args.steps} steps. The supervised baseline is run "
       f"for {', '.join(map(str, sup_steps))} steps. Optimiser (both): "
       f"{report['optimizer']}. Test: top-1 of the classifier on the 10,000 test "
-      "images, BatchNorm in inference mode, final weights (no EMA, no early "
-      "stopping).", "",
+      "images, BatchNorm in inference mode, "
+      + (f"an EMA of the weights (decay {args.eval_ema})" if args.eval_ema is not None
+         else "final weights (no EMA)") + ", no early stopping.", "",
       "| seed | method | steps | test accuracy | wall (s) |",
       "|---|---|---|---|---|",
   ]

@@ -28,10 +28,11 @@ def test_tiny_run_reports_every_seed_and_the_best_baseline(tmp_path):
   out = str(tmp_path / "semi")
   report = semi["main"](["--encoder", "mlp", "--hidden", "16", "--steps", "3",
                          "--supervised-steps", "2,3", "--seeds", "1",
-                         "--labelled-batch", "8", "--num-labels", "20", "--out", out])
+                         "--labelled-batch", "8", "--num-labels", "20", "--eval-ema", "0.5",
+                         "--out", out])
   with open(out + ".json") as f:
     saved = json.load(f)
-  assert saved["summary"] == report["summary"]
+  assert saved["summary"] == report["summary"] and saved["eval_ema"] == 0.5
   runs = saved["runs"]
   assert [(r["seed"], r["method"], r["steps"]) for r in runs] == [
       (1, m, k) for m, k in (("supervised_only", 2), ("supervised_only", 3), ("fixmatch", 3))]

@@ -170,6 +170,10 @@ class SemiSupervisedMethod(Method):
     rampup: share of the run over which lambda_u ramps up along
       `sigmoid_rampup` (0: no ramp; Laine & Aila ramp over 80 of 300
       epochs, about 0.27).
+    eval_ema: if set, the decay of an exponential moving average of the
+      parameters kept in ``extra["eval_ema"]`` for evaluation (FixMatch and
+      MixMatch evaluate such an average, decay 0.999); `eval_params` returns
+      it. None (default): no average.
   """
   name = "semi"
   needs_labels = True
@@ -178,8 +182,29 @@ class SemiSupervisedMethod(Method):
   weak: Views = dataclasses.field(default_factory=weak_views)
   lambda_u: float = 1.0
   rampup: float = 0.0
+  eval_ema: float | None = None
 
   num_heads = 1
+
+  def init_extra(self, *, model, params, batch_stats, key):
+    del model, batch_stats, key
+    if self.eval_ema is None:
+      return {}
+    if not 0.0 <= self.eval_ema < 1.0:
+      raise ValueError(f"eval_ema must be a decay in [0, 1) or None, got {self.eval_ema!r}.")
+    return {"eval_ema": jax.tree.map(jnp.array, params)}
+
+  def update_extra(self, ctx, extra, *, params, batch_stats, updates):
+    del ctx, batch_stats, updates
+    if self.eval_ema is None:
+      return extra
+    # new = decay * old + (1 - decay) * params, optax's EMA update.
+    return {**extra, "eval_ema": optax.incremental_update(
+        params, extra["eval_ema"], step_size=1.0 - self.eval_ema)}
+
+  def eval_params(self, params: dict, extra: dict) -> dict:
+    """The parameters to evaluate: the EMA if `eval_ema` is set, else `params`."""
+    return extra["eval_ema"] if self.eval_ema is not None else params
 
   def create_model(self, *, image_shape, rngs):
     return build_classifier_model(self.backbone, self.weak.view_shape(image_shape),

@@ -49,8 +49,10 @@ class MeanTeacher(base.SemiSupervisedMethod):
   final_decay: float | None = None
 
   def init_extra(self, *, model, params, batch_stats, key):
+    shared = super().init_extra(model=model, params=params, batch_stats=batch_stats,
+                                key=key)
     del model, key
-    return {"teacher": teacher_lib.init_teacher(params, batch_stats, PARTS)}
+    return {**shared, "teacher": teacher_lib.init_teacher(params, batch_stats, PARTS)}
 
   def decay(self, ctx) -> jax.Array:
     """The EMA decay alpha at this step."""
@@ -78,6 +80,8 @@ class MeanTeacher(base.SemiSupervisedMethod):
         updates={"teacher_batch_stats": teacher_lib.teacher_stats(teacher, PARTS)})
 
   def update_extra(self, ctx, extra, *, params, batch_stats, updates):
+    extra = super().update_extra(ctx, extra, params=params, batch_stats=batch_stats,
+                                 updates=updates)
     del batch_stats
     return {**extra, "teacher": teacher_lib.update_teacher(
         extra["teacher"], params, updates["teacher_batch_stats"],

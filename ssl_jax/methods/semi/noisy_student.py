@@ -91,8 +91,10 @@ class NoisyStudent(base.SemiSupervisedMethod):
     return int(round(self.teacher_fraction * total_steps))
 
   def init_extra(self, *, model, params, batch_stats, key):
+    shared = super().init_extra(model=model, params=params, batch_stats=batch_stats,
+                                key=key)
     del model, key
-    return {"teacher": teacher_lib.init_teacher(params, batch_stats, PARTS)}
+    return {**shared, "teacher": teacher_lib.init_teacher(params, batch_stats, PARTS)}
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     self.check_batch(batch)
@@ -121,6 +123,8 @@ class NoisyStudent(base.SemiSupervisedMethod):
                  "acc_x": base.accuracy_on_labelled(logits, labels)})
 
   def update_extra(self, ctx, extra, *, params, batch_stats, updates):
+    extra = super().update_extra(ctx, extra, params=params, batch_stats=batch_stats,
+                                 updates=updates)
     del updates
     # After the teacher phase's last update, freeze the weights as the teacher.
     freeze = ctx.step + 1 == self.switch_step(ctx.total_steps)

@@ -75,9 +75,11 @@ class ReMixMatch(base.SemiSupervisedMethod):
   dist_momentum: float = 1.0 - 1.0 / 128
 
   def init_extra(self, *, model, params, batch_stats, key):
+    shared = super().init_extra(model=model, params=params, batch_stats=batch_stats,
+                                key=key)
     del model, params, batch_stats, key
     uniform = jnp.full((self.num_classes,), 1.0 / self.num_classes, jnp.float32)
-    return {"p_model": uniform, "p_labels": uniform}
+    return {**shared, "p_model": uniform, "p_labels": uniform}
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     self.check_batch(batch)
@@ -114,6 +116,8 @@ class ReMixMatch(base.SemiSupervisedMethod):
         updates={"probs": probs, "onehot": onehot, "is_labelled": is_labelled})
 
   def update_extra(self, ctx, extra, *, params, batch_stats, updates):
+    extra = super().update_extra(ctx, extra, params=params, batch_stats=batch_stats,
+                                 updates=updates)
     del ctx, params, batch_stats
     lab = updates["is_labelled"]
     m = self.dist_momentum

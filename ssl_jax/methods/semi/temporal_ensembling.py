@@ -89,12 +89,15 @@ class TemporalEnsembling(base.SemiSupervisedMethod):
   rampup: float = 0.27
 
   def init_extra(self, *, model, params, batch_stats, key):
+    shared = super().init_extra(model=model, params=params, batch_stats=batch_stats,
+                                key=key)
     del model, params, batch_stats, key
     if isinstance(self.num_examples, bool) or not isinstance(self.num_examples, int) \
         or self.num_examples < 1:
       raise ValueError(f"TemporalEnsembling needs num_examples = N >= 1 (the data "
                        f"set's length), got {self.num_examples!r}.")
-    return {"ensemble": jnp.zeros((self.num_examples, self.num_classes), jnp.float32),
+    return {**shared,
+            "ensemble": jnp.zeros((self.num_examples, self.num_classes), jnp.float32),
             "counts": jnp.zeros((self.num_examples,), jnp.int32)}
 
   def loss(self, ctx, params, batch_stats, extra, batch):
@@ -119,6 +122,8 @@ class TemporalEnsembling(base.SemiSupervisedMethod):
         updates={"index": index, "probs": probs})
 
   def update_extra(self, ctx, extra, *, params, batch_stats, updates):
+    extra = super().update_extra(ctx, extra, params=params, batch_stats=batch_stats,
+                                 updates=updates)
     del ctx, params, batch_stats
     ensemble, counts = ensemble_update(extra["ensemble"], extra["counts"],
                                        updates["index"], updates["probs"], alpha=self.alpha)

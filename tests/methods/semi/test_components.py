@@ -136,6 +136,33 @@ def test_mean_teacher_ema_update_by_hand():
                              0.999, rtol=1e-6)
 
 
+def test_eval_ema_update_by_hand_and_composes_with_a_teacher():
+  from ssl_jax.methods.semi.fixmatch import FixMatch
+  ctx = StepContext(graphdef=None, step=jnp.asarray(0), total_steps=10,
+                    key=jax.random.key(0))
+  params = {"encoder": {"w": jnp.array([1.0, 2.0])}, "classifier": {"b": jnp.array([3.0])}}
+  fix = FixMatch(eval_ema=0.75)
+  extra = fix.init_extra(model=None, params=params, batch_stats={}, key=None)
+  moved = {"encoder": {"w": jnp.array([5.0, -2.0])}, "classifier": {"b": jnp.array([7.0])}}
+  extra = fix.update_extra(ctx, extra, params=moved, batch_stats={}, updates={})
+  np.testing.assert_allclose(np.asarray(extra["eval_ema"]["encoder"]["w"]),
+                             [0.75 * 1 + 0.25 * 5, 0.75 * 2 + 0.25 * -2], rtol=1e-6)
+  assert fix.eval_params(moved, extra) is extra["eval_ema"]
+  assert FixMatch().eval_params(moved, {}) is moved
+  assert FixMatch().init_extra(model=None, params=params, batch_stats={}, key=None) == {}
+  with pytest.raises(ValueError, match="eval_ema"):
+    FixMatch(eval_ema=1.0).init_extra(model=None, params=params, batch_stats={}, key=None)
+  # A method with its own extra state keeps both.
+  mt = mean_teacher.MeanTeacher(ema_decay=0.9, eval_ema=0.5)
+  extra = mt.init_extra(model=None, params=params, batch_stats={}, key=None)
+  assert set(extra) == {"eval_ema", "teacher"}
+  extra = mt.update_extra(ctx, extra, params=moved, batch_stats={},
+                          updates={"teacher_batch_stats": {}})
+  np.testing.assert_allclose(np.asarray(extra["eval_ema"]["classifier"]["b"]), [5.0])
+  np.testing.assert_allclose(np.asarray(extra["teacher"]["params"]["classifier"]["b"]),
+                             [0.9 * 3 + 0.1 * 7], rtol=1e-6)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_temporal_ensembling_per_index_update(seed):
   rng = np.random.default_rng(seed)

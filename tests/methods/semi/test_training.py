@@ -16,7 +16,9 @@ STRONG = Views(preset="fixmatch_strong", kwargs={"num_ops": 1, "cutout": 0.25})
 
 FACTORIES = {
     "supervised_only": lambda: semi.SupervisedOnly(**COMMON),
-    "fixmatch": lambda: semi.FixMatch(strong=STRONG, threshold=0.5, **COMMON),
+    # With an EMA of the weights for evaluation, as the paper evaluates.
+    "fixmatch": lambda: semi.FixMatch(strong=STRONG, threshold=0.5, eval_ema=0.5,
+                                      **COMMON),
     "pi_model": lambda: semi.PiModel(lambda_u=1.0, rampup=0.0, **COMMON),
     "mean_teacher": lambda: semi.MeanTeacher(lambda_u=1.0, rampup=0.0, **COMMON),
     "uda": lambda: semi.UDA(strong=STRONG, **COMMON),
@@ -54,6 +56,17 @@ def test_loss_falls_and_metrics_are_finite(name):
     for key, value in record.items():
       assert np.all(np.isfinite(value)), (name, key, value)
   assert int(state.nonfinite_step) == -1
+
+
+def test_eval_ema_follows_the_parameters_inside_the_step():
+  import jax
+  _, state = _run("fixmatch")
+  ema, params = state.extra["eval_ema"], state.params
+  assert jax.tree.structure(ema) == jax.tree.structure(params)
+  gaps = [float(np.max(np.abs(np.asarray(e) - np.asarray(p))))
+          for e, p in zip(jax.tree.leaves(ema), jax.tree.leaves(params))]
+  # It lags the parameters (decay 0.5 over 9 steps) but stays close to them.
+  assert 0.0 < max(gaps) < 1.0, gaps
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
