@@ -135,6 +135,17 @@ def _check_pair(name_a: str, a, name_b: str, b) -> None:
         f"and {tuple(b.shape)}.")
 
 
+def _check_negatives(negatives, query) -> None:
+  """A queue of negatives, if given, is [K, D] with the queries' D."""
+  if negatives is None:
+    return
+  _check_embeddings("negatives", negatives)
+  if negatives.shape[1] != query.shape[1]:
+    raise ValueError(
+        f"`negatives` must have shape [K, D] with the queries' D = "
+        f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
+
+
 def _check_temperature(temperature) -> None:
   if isinstance(temperature, jax.core.Tracer):
     return  # A traced (e.g. learned) temperature: its value is not known yet.
@@ -605,12 +616,7 @@ def info_nce_blockwise(
   ((), True)
   """
   _check_pair("query", query, "key", key)
-  if negatives is not None:
-    _check_embeddings("negatives", negatives)
-    if negatives.shape[1] != query.shape[1]:
-      raise ValueError(
-          f"`negatives` must have shape [K, D] with the queries' D = "
-          f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
+  _check_negatives(negatives, query)
   _check_temperature(temperature)
   _check_block_size(block_size)
   return _info_nce(query, key, negatives, temperature, block_size=block_size,

@@ -96,6 +96,7 @@ from jax.experimental.pallas import triton as plgpu
 
 from ssl_jax.losses._common import l2_normalize
 from ssl_jax.losses.blockwise import _check_embeddings
+from ssl_jax.losses.blockwise import _check_negatives
 from ssl_jax.losses.blockwise import _check_pair
 from ssl_jax.losses.blockwise import _check_temperature
 from ssl_jax.losses.blockwise import _matmul_dtype
@@ -793,12 +794,7 @@ def info_nce_fused(
   True
   """
   _check_pair("query", query, "key", key)
-  if negatives is not None:
-    _check_embeddings("negatives", negatives)
-    if negatives.shape[1] != query.shape[1]:
-      raise ValueError(
-          f"`negatives` must have shape [K, D] with the queries' D = "
-          f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
+  _check_negatives(negatives, query)
   _check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
                             bwd_block_inner, fuse_anchor_grad, splits,
