@@ -88,6 +88,10 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
   # it would in a file (dataclasses look their module up by name).
   module = types.ModuleType(f"docs_example_{page.stem}")
   monkeypatch.setitem(sys.modules, module.__name__, module)
+  # Pages may register methods (custom_method.md); the registry is shared by
+  # every test of this process, so it is restored afterwards.
+  from ssl_jax import methods
+  monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
   namespace = module.__dict__
   ran = 0
   for block in python_blocks(page):
