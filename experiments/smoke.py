@@ -11,7 +11,9 @@ images of the recipe's shape (ImageNet shrunk to 32x32 with 16x16 views):
 
 The overrides (applied by `ssl_jax.experiment.apply_overrides`):
   data.name            synthetic:<H>x<W>x<C>:64:<classes> (Fashion-MNIST
-                       keeps its pad_to=32), data.image_size=0
+                       keeps its pad_to=32), data.image_size=0; with
+                       data.num_labels set (semi-supervised recipes),
+                       data.num_labels=2 x classes
   batch_size=16 total_steps=2 log_every=1 checkpoint_every=1000
   keep_checkpoints=1 monitor.knn_every_epochs=0 evaluate.linear_epochs=2
   backbone.encoder_kwargs  width_multiplier=0.0625 (ResNets), widths=(4, 8)
@@ -80,6 +82,9 @@ def smoke_overrides(config: ml_collections.ConfigDict) -> list[str]:
   data_name, shrink_views = _data_spec(config)
   if data_name is not None:
     out += [f"data.name={data_name}", "data.image_size=0"]
+    if config.data.get("num_labels", 0) > 0:
+      # Semi-supervised recipes: 2 labels per class of the 64 synthetic images.
+      out.append(f"data.num_labels={2 * int(data_name.rsplit(':', 1)[1])}")
   out += [f"batch_size={SMOKE_BATCH}", f"total_steps={SMOKE_STEPS}", "log_every=1",
           "checkpoint_every=1000", "keep_checkpoints=1", "monitor.knn_every_epochs=0",
           "evaluate.linear_epochs=2"]

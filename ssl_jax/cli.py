@@ -1,7 +1,7 @@
 """The `ssl-jax` command.
 
   ssl-jax pretrain --config PATH --workdir DIR [--config.KEY=VALUE ...]
-  ssl-jax evaluate --workdir DIR --protocol knn|linear|finetune|fewshot
+  ssl-jax evaluate --workdir DIR --protocol knn|linear|finetune|fewshot|classifier
   ssl-jax plot --workdir DIR
   ssl-jax show-augment --preset simclr --out grid.png
   ssl-jax embed --workdir DIR --out features.npy
@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
       "DIR/eval.json and prints a table.")
   p.add_argument("--workdir", required=True)
   p.add_argument("--protocol", action="append", default=None,
-                 help="knn, linear, finetune or fewshot; repeat or comma-separate "
+                 help="knn, linear, finetune, fewshot or classifier (the head of a "
+                 "supervised or semi-supervised method); repeat or comma-separate "
                  "(default: knn,linear)")
   p.add_argument("--fraction", type=float, default=0.01,
                  help="label fraction for finetune (default 0.01)")

@@ -36,6 +36,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(
       {"name": "digits", "split": "train", "eval_train_split": "train",
        "eval_split": "test", "data_dir": "", "image_size": 0, "download": False,
+       # Semi-supervised setting: > 0 keeps this many labels of the training
+       # split (class-balanced, drawn with labels_seed) and hides the rest;
+       # mu is the unlabelled-to-labelled ratio of a batch (FixMatch: 7).
+       "num_labels": 0, "mu": 7.0, "labels_seed": 0,
        "kwargs": ml_collections.ConfigDict()})
   c.batch_size = 256
   c.epochs = 100
@@ -149,8 +153,13 @@ def _kwargs(node) -> dict:
   return {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(node).items()}
 
 
-def build_method(config: ml_collections.ConfigDict):
-  """The method a config describes."""
+def build_method(config: ml_collections.ConfigDict, *, num_classes: int | None = None):
+  """The method a config describes.
+
+  `num_classes` (the training data's class count) fills in the method's
+  ``num_classes`` field when the config does not set it, and must agree with
+  it when it does.
+  """
   from ssl_jax import methods
 
   name = config.method
@@ -178,6 +187,13 @@ def build_method(config: ml_collections.ConfigDict):
   if unknown:
     raise ValueError(f"method {name!r} has no option(s) {unknown}; its options: "
                      f"{sorted(set(fields) - {'backbone', 'views'})}.")
+  if "num_classes" in fields and num_classes:
+    if "num_classes" not in extra:
+      extra["num_classes"] = int(num_classes)
+    elif extra["num_classes"] != num_classes:
+      raise ValueError(f"method_kwargs.num_classes={extra['num_classes']!r} but dataset "
+                       f"{config.data.name!r} has {num_classes} classes; remove the "
+                       "setting or make it match.")
   kwargs.update(extra)
   return cls(**kwargs)
 
@@ -190,6 +206,52 @@ def build_dataset(config: ml_collections.ConfigDict, split: str):
   return data.load_dataset(d.name, split=split, data_dir=d.data_dir or None,
                            download=bool(d.download), image_size=d.image_size or None,
                            **_kwargs(d.get("kwargs")))
+
+
+def training_dataset(config: ml_collections.ConfigDict, method, base):
+  """The training split `base` as `method` sees it, given ``data.num_labels``.
+
+  With ``data.num_labels == 0`` (the default) every example keeps its label.
+  With ``data.num_labels = L > 0`` a class-balanced subset of L labels is
+  kept (`ssl_jax.data.semi.SemiSupervisedDataset`, seed
+  ``data.labels_seed``): a semi-supervised method trains on all examples
+  with the others' labels hidden, mixed ``data.mu`` unlabelled per labelled
+  one; a method that reads labels but no unlabelled rows (supervised,
+  supervised_only, supcon) trains on the L labelled examples alone, which
+  makes it the low-label baseline. A semi-supervised method needs L > 0, a
+  method that reads no labels L = 0.
+  """
+  from ssl_jax.data.semi import SemiSupervisedDataset
+
+  d = config.data
+  num_labels = int(d.get("num_labels", 0))
+  uses_unlabelled = getattr(method, "uses_unlabelled", False)
+  if num_labels < 0:
+    raise ValueError(f"data.num_labels must be >= 0 (0 keeps every label), got {num_labels}.")
+  if num_labels == 0:
+    if uses_unlabelled:
+      per_class = 100 * (base.num_classes or 10)
+      raise ValueError(
+          f"method {config.method!r} is semi-supervised: set how many labels it may keep, "
+          f"e.g. --config.data.num_labels={per_class} (100 per class, class-balanced); "
+          "the other examples are used without their labels.")
+    return base
+  if not method.needs_labels:
+    raise ValueError(f"data.num_labels={num_labels} keeps a labelled subset, but method "
+                     f"{config.method!r} reads no labels; set data.num_labels=0.")
+  if not base.num_classes:
+    raise ValueError(f"data.num_labels={num_labels}: dataset {d.name!r} has no labels.")
+  semi = SemiSupervisedDataset(base, num_labels=num_labels, mu=float(d.get("mu", 7.0)),
+                               seed=int(d.get("labels_seed", 0)))
+  return semi if uses_unlabelled else semi.labelled_dataset()
+
+
+def build_training_run(config: ml_collections.ConfigDict):
+  """(method, training dataset) of a config: the split, then the method
+  (its class count taken from the data), then the labelled view of the split."""
+  base = build_dataset(config, config.data.split)
+  method = build_method(config, num_classes=base.num_classes or None)
+  return method, training_dataset(config, method, base)
 
 
 def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
@@ -289,8 +351,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
   from ssl_jax import parallel
   from ssl_jax.train import loop
 
-  method = build_method(config)
-  dataset = build_dataset(config, config.data.split)
+  method, dataset = build_training_run(config)
   mesh = parallel.data_mesh()
   parallel.check_batch_divisible(config.batch_size, mesh)
   steps = total_steps(config, len(dataset))
@@ -326,10 +387,16 @@ class Trained:
   graphdef: Any
   step: int
   image_shape: tuple
+  extra: Any = None
 
-  def model(self):
+  def model(self, *, for_eval: bool = False):
+    """The trained model; `for_eval`: with the parameters the method evaluates
+    (an EMA of the weights where the method keeps one, `eval_params`)."""
     from ssl_jax.methods.base import merge_pure
-    return merge_pure(self.graphdef, self.params, self.batch_stats)
+    params = self.params
+    if for_eval and hasattr(self.method, "eval_params"):
+      params = self.method.eval_params(self.params, self.extra)
+    return merge_pure(self.graphdef, params, self.batch_stats)
 
   def encoder(self):
     return _encoder_of(self.model(), self.method)
@@ -358,8 +425,7 @@ def load_trained(workdir: str) -> Trained:
     checkpointer.close()
     raise FileNotFoundError(f"{directory} holds no finished checkpoint.")
   config = ml_collections.ConfigDict(checkpointer.read_meta(step)["config"])
-  method = build_method(config)
-  dataset = build_dataset(config, config.data.split)
+  method, dataset = build_training_run(config)
   image_shape = tuple(dataset.image_shape)
   steps = total_steps(config, len(dataset))
   steps_per_epoch = max(len(dataset) // config.batch_size, 1)
@@ -371,13 +437,56 @@ def load_trained(workdir: str) -> Trained:
   step, state, _, _ = restored
   return Trained(config=config, method=method, params=jax.device_get(state.params),
                  batch_stats=jax.device_get(state.batch_stats), graphdef=graphdef,
-                 step=step, image_shape=image_shape)
+                 step=step, image_shape=image_shape, extra=jax.device_get(state.extra))
 
 
 # ---------------------------------------------------------------------------
 # Evaluation of a workdir.
 
-PROTOCOLS = ("knn", "linear", "finetune", "fewshot")
+PROTOCOLS = ("knn", "linear", "finetune", "fewshot", "classifier")
+
+
+def _class_scores(method, model, x):
+  """Class scores [B, C] of the trained model's own classifier at test time."""
+  predict = getattr(method, "predict", None)
+  if predict is not None:
+    return predict(model, x)
+  return model.classifier(model.encoder(x, train=False), train=False)
+
+
+def _has_classifier(trained: "Trained") -> bool:
+  return hasattr(trained.method, "predict") or hasattr(trained.model(), "classifier")
+
+
+def classifier_accuracy(trained: "Trained", images: np.ndarray, labels: np.ndarray, *,
+                        batch_size: int = 1000) -> dict:
+  """Top-1/top-5 of the method's own classifier head on uint8 `images` [N, H, W, C].
+
+  For methods trained with labels (supervised, the semi-supervised methods):
+  the "classifier" protocol. Uses the parameters the method evaluates
+  (`eval_params`: an EMA of the weights where it keeps one), BatchNorm in
+  inference mode and the evaluation transform of `eval_preprocess`.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  if not _has_classifier(trained):
+    raise ValueError(f"method {trained.config.method!r} has no classifier head; the "
+                     "'classifier' protocol is for supervised and semi-supervised "
+                     "methods (use knn or linear).")
+  model = trained.model(for_eval=True)
+  preprocess = eval_preprocess(trained.method, trained.image_shape)
+
+  @jax.jit
+  def top5(x):
+    scores = _class_scores(trained.method, model, preprocess(x)).astype(jnp.float32)
+    return jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
+
+  ranks = np.concatenate([np.asarray(top5(jnp.asarray(images[i:i + batch_size])))
+                          for i in range(0, len(images), batch_size)])
+  labels = np.asarray(labels)
+  return {"top1": float(np.mean(ranks[:, 0] == labels)),
+          "top5": float(np.mean(np.any(ranks == labels[:, None], axis=1)))}
 
 
 def _eval_splits(config):
@@ -408,6 +517,10 @@ def evaluate_workdir(workdir: str, *, protocols=("knn", "linear"), fraction: flo
     raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}.")
   trained = load_trained(workdir)
   config = trained.config
+  if "classifier" in protocols and not _has_classifier(trained):
+    raise ValueError(f"method {config.method!r} has no classifier head; the 'classifier' "
+                     "protocol is for supervised and semi-supervised methods (use knn or "
+                     "linear).")
   num_classes, (tr_x, tr_y), (te_x, te_y) = _eval_splits(config)
   preprocess = eval_preprocess(trained.method, trained.image_shape)
   encoders = {"ssl": trained.encoder()}
@@ -441,6 +554,9 @@ def evaluate_workdir(workdir: str, *, protocols=("knn", "linear"), fraction: flo
       m = evaluate.few_shot(fte, te_y, shots=shots, seed=seed)
       results[name]["fewshot"] = {"top1": float(m["accuracy"]), "ci95": float(m["ci95"]),
                                   "shots": shots}
+
+  if "classifier" in protocols:
+    results["ssl"]["classifier"] = classifier_accuracy(trained, te_x, te_y)
 
   if "finetune" in protocols:
     subset = evaluate.balanced_subset(tr_y, fraction=fraction, seed=seed)

@@ -92,7 +92,7 @@ DISTINCT = [n for n in CONFIGS if n not in VARIANTS]
 # One recipe per method for the full train-step trace: the Fashion-MNIST
 # rows cover every method; the other recipes differ in numbers, whose
 # validity the views check and the full-size build cover.
-STEP_TRACED = [n for n in CONFIGS if n.startswith("fashion_mnist_")]
+STEP_TRACED = [n for n in CONFIGS if n.startswith("fashion_mnist_") or "fixmatch" in n]
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -158,10 +158,11 @@ def _smoke_batch(dataset, n):
 @pytest.mark.parametrize("name", DISTINCT)
 def test_smoke_views_trace(name):
   config = smoke.smoke_config(_load(name))
-  method = experiment.build_method(config)
-  dataset = experiment.build_dataset(config, config.data.split)
+  method, dataset = experiment.build_training_run(config)
   images = jax.ShapeDtypeStruct((config.batch_size,) + tuple(dataset.image_shape), jnp.uint8)
-  views = jax.eval_shape(method.views, jax.random.key(0), images)
+  # Semi-supervised methods have weak (and strong) views instead of `views`.
+  augment = getattr(method, "views", None) or method.weak
+  views = jax.eval_shape(augment, jax.random.key(0), images)
   leaves = jax.tree.leaves(views)
   # Image views are float32; RotNet's views also carry int32 rotation labels.
   images_out = [v for v in leaves if v.ndim == 4]
@@ -173,8 +174,7 @@ def test_smoke_views_trace(name):
 def test_smoke_train_step_traces(name):
   config = smoke.smoke_config(_load(name))
   assert config.total_steps == smoke.SMOKE_STEPS and config.batch_size == smoke.SMOKE_BATCH
-  method = experiment.build_method(config)
-  dataset = experiment.build_dataset(config, config.data.split)
+  method, dataset = experiment.build_training_run(config)
   steps_per_epoch = len(dataset) // config.batch_size
   tx, schedule = experiment.build_optimizer(config, steps=config.total_steps,
                                             steps_per_epoch=steps_per_epoch)

@@ -18,6 +18,7 @@ Laine & Aila 2017 (arXiv:1610.02242) is not an optax schedule.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -177,6 +178,9 @@ class SemiSupervisedMethod(Method):
   """
   name = "semi"
   needs_labels = True
+  # Whether the loss uses the unlabelled rows (-1). False for the
+  # supervised-only baseline, which then trains on the labelled subset alone.
+  uses_unlabelled: ClassVar[bool] = True
   backbone: Backbone = dataclasses.field(default_factory=Backbone)
   num_classes: int = 10
   weak: Views = dataclasses.field(default_factory=weak_views)
@@ -205,6 +209,14 @@ class SemiSupervisedMethod(Method):
   def eval_params(self, params: dict, extra: dict) -> dict:
     """The parameters to evaluate: the EMA if `eval_ema` is set, else `params`."""
     return extra["eval_ema"] if self.eval_ema is not None else params
+
+  def predict(self, model: SSLModel, x: jax.Array) -> jax.Array:
+    """float32 class scores [B, C] of centred images `x` [B, H, W, C] at test time.
+
+    The classifier head's logits (BatchNorm in inference mode); methods with
+    several heads override it (tri-training averages its heads' softmax).
+    """
+    return classify(model, x, train=False)[1]
 
   def create_model(self, *, image_shape, rngs):
     return build_classifier_model(self.backbone, self.weak.view_shape(image_shape),

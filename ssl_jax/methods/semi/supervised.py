@@ -27,6 +27,7 @@ class SupervisedOnly(base.SemiSupervisedMethod):
   ('supervised_only', ('encoder',))
   """
   name = "supervised_only"
+  uses_unlabelled = False
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     self.check_batch(batch)

@@ -97,6 +97,10 @@ class TriTraining(base.SemiSupervisedMethod):
   rampup: float = 0.27
   num_heads = NUM_HEADS
 
+  def predict(self, model, x):
+    """The three heads' mean softmax [B, C] (`predict`)."""
+    return predict(model, x, train=False)
+
   def loss(self, ctx, params, batch_stats, extra, batch):
     self.check_batch(batch)
     labels = batch["label"]
