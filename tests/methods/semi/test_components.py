@@ -274,3 +274,88 @@ def test_tri_training_agreement_against_numpy(seed):
   np.testing.assert_allclose(np.asarray(w1).mean(), 1.0, atol=0.1)
   np.testing.assert_allclose(np.asarray(w1).var(), 1.0, atol=0.2)
   assert not np.array_equal(np.asarray(w1[0]), np.asarray(w1[1]))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "log", "exp"])
+def test_tsa_threshold_schedules(schedule):
+  from ssl_jax.methods.semi.uda import tsa_threshold
+  k, total = 5, 200
+  for step in (0, 1, 50, 100, 199, 200, 350):
+    r = min(step / total, 1.0)
+    alpha = {"linear": r, "log": 1 - np.exp(-5 * r), "exp": np.exp(5 * (r - 1))}[schedule]
+    want = alpha * (1 - 1 / k) + 1 / k
+    got = float(tsa_threshold(jnp.int32(step), total, schedule=schedule, num_classes=k))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  with pytest.raises(ValueError, match="tsa schedule"):
+    tsa_threshold(0, 10, schedule="cosine", num_classes=k)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tsa_keep_mask(seed):
+  from ssl_jax.methods.semi.uda import tsa_keep_mask
+  logits = _logits(seed, b=8, c=5)
+  labels = np.array([0, 1, -1, 3, 4, -1, 2, 2])
+  p = _softmax(logits)
+  for eta in (0.2, 0.5, 0.9):
+    want = np.array([y >= 0 and p[i, y] <= eta for i, y in enumerate(labels)], np.float64)
+    got = tsa_keep_mask(jnp.asarray(logits, jnp.float32), jnp.asarray(labels), jnp.float32(eta))
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def _uda_loss_parts(method, step, total=40):
+  """(metrics of method.loss at `step`, float64 weak-view logits, labels)."""
+  from flax import nnx
+
+  from ssl_jax.methods.base import deinterleave_views, interleave_views
+  from tests.methods.semi import helpers
+  b = helpers.batch(seed=3)
+  model = method.create_model(image_shape=helpers.SHAPE, rngs=nnx.Rngs(0))
+  graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  # A head that is confident of class 0 (p ~ 0.87): rows labelled 0 are the
+  # ones TSA drops early in the run, the others stay.
+  params = jax.tree.map(lambda a: a, params)
+  params["classifier"]["linear"]["bias"] = params["classifier"]["linear"]["bias"].at[0].set(3.0)
+  ctx = StepContext(graphdef=graphdef, step=jnp.int32(step), total_steps=total,
+                    key=jax.random.key(7))
+  _, out = method.loss(ctx, params, stats, {}, b)
+  # The weak-view logits the loss saw: same keys, same interleaved batch.
+  k_weak, k_strong = jax.random.split(ctx.key)
+  x = interleave_views(method.weak(k_weak, b["image"]), method.strong(k_strong, b["image"]))
+  _, logits = base.classify(ctx.merge(params, stats), x)
+  logits_w = np.asarray(deinterleave_views(logits, 2)[0], np.float64)
+  return out.metrics, logits_w, np.asarray(b["label"])
+
+
+@pytest.mark.parametrize("schedule, step", [("linear", 0), ("exp", 10), ("log", 2)])
+def test_uda_tsa_drops_confident_labelled_rows_from_the_cross_entropy(schedule, step):
+  from ssl_jax.methods.semi.uda import UDA
+  from tests.methods.semi import helpers
+  total = 40
+  method = UDA(backbone=helpers.BACKBONE, num_classes=helpers.NUM_CLASSES, tsa=schedule)
+  metrics, logits, labels = _uda_loss_parts(method, step, total)
+  r = step / total
+  alpha = {"linear": r, "log": 1 - np.exp(-5 * r), "exp": np.exp(5 * (r - 1))}[schedule]
+  eta = alpha * (1 - 1 / helpers.NUM_CLASSES) + 1 / helpers.NUM_CLASSES
+  p = _softmax(logits)
+  lab = labels >= 0
+  p_y = p[np.arange(len(labels)), np.where(lab, labels, 0)]
+  keep = lab & (p_y <= eta)
+  ce = -np.log(p_y)
+  want = ce[keep].sum() / max(keep.sum(), 1)
+  np.testing.assert_allclose(float(metrics["tsa_threshold"]), eta, rtol=1e-6)
+  np.testing.assert_allclose(float(metrics["tsa_kept"]), keep.sum() / lab.sum(), rtol=1e-6)
+  np.testing.assert_allclose(float(metrics["loss_x"]), want, rtol=1e-4, atol=1e-6)
+  # The case is not degenerate: some labelled rows are kept, and at the end
+  # of the run (eta = 1) every one is, which is UDA without TSA.
+  assert 0 < keep.sum() < lab.sum()
+  end, _, _ = _uda_loss_parts(method, total, total)
+  plain, _, _ = _uda_loss_parts(UDA(backbone=helpers.BACKBONE, num_classes=helpers.NUM_CLASSES),
+                                total, total)
+  np.testing.assert_allclose(float(end["loss_x"]), float(plain["loss_x"]), rtol=1e-6)
+  assert float(end["tsa_kept"]) == 1.0
+
+
+def test_uda_rejects_an_unknown_tsa_schedule():
+  from ssl_jax.methods.semi.uda import UDA
+  with pytest.raises(ValueError, match="tsa must be None or one of"):
+    UDA(tsa="cosine")
