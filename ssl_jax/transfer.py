@@ -17,6 +17,13 @@ probe freezes all of the encoder; partial freezing keeps the lower layers,
 the setting of Yosinski et al. 2014, "How transferable are features in deep
 neural networks?", arXiv:1411.1792). `fit` is the jitted supervised loop.
 
+The model, the recipe, the step and the loop are the fine-tuning engine
+that `ssl_jax.evaluate.finetune` uses too; they live in
+`ssl_jax.evaluate._classifier_training` (below this module: it needs only
+`models`, while this module also reaches up to `methods` and `experiment`)
+and are re-exported here. `fit` and `accuracy` are thin layers over it
+(argument checks, NumPy inputs, top-1).
+
 What is reused: `experiment.load_trained` (restoring a workdir), the
 method's `Backbone.build` (rebuilding an encoder exactly as pretraining did),
 orbax's `StandardCheckpointer`, optax's `multi_transform` / `set_to_zero`
@@ -30,7 +37,8 @@ Frozen parts do not move at all: their updates are exactly zero (no weight
 decay reaches them) and their BatchNorm running statistics are put back
 after every step. In the forward pass of a training step the encoder's
 BatchNorm layers still normalise with batch statistics (one `train` flag
-drives the whole encoder); a fully frozen encoder runs in eval mode.
+drives the whole encoder); a fully frozen encoder runs in eval mode, and
+no gradient is computed through it.
 """
 from __future__ import annotations
 
