@@ -17,6 +17,13 @@ probe freezes all of the encoder; partial freezing keeps the lower layers,
 the setting of Yosinski et al. 2014, "How transferable are features in deep
 neural networks?", arXiv:1411.1792). `fit` is the jitted supervised loop.
 
+The model, the recipe, the step and the loop are the fine-tuning engine
+that `ssl_jax.evaluate.finetune` uses too; they live in
+`ssl_jax.evaluate._classifier_training` (below this module: it needs only
+`models`, while this module also reaches up to `methods` and `experiment`)
+and are re-exported here. `fit` and `accuracy` are thin layers over it
+(argument checks, NumPy inputs, top-1).
+
 What is reused: `experiment.load_trained` (restoring a workdir), the
 method's `Backbone.build` (rebuilding an encoder exactly as pretraining did),
 orbax's `StandardCheckpointer`, optax's `multi_transform` / `set_to_zero`
@@ -30,25 +37,32 @@ Frozen parts do not move at all: their updates are exactly zero (no weight
 decay reaches them) and their BatchNorm running statistics are put back
 after every step. In the forward pass of a training step the encoder's
 BatchNorm layers still normalise with batch statistics (one `train` flag
-drives the whole encoder); a fully frozen encoder runs in eval mode.
+drives the whole encoder); a fully frozen encoder runs in eval mode, and
+no gradient is computed through it.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from ssl_jax import models
+from ssl_jax.evaluate import _classifier_training as _engine
+from ssl_jax.evaluate._classifier_training import (
+    TransferModel, TransferRecipe, TransferState, make_train_step, parameter_groups)
 from ssl_jax.methods.base import merge_pure, split_pure
+
+__all__ = [
+    "EncoderSpec", "TransferModel", "TransferRecipe", "TransferState", "accuracy",
+    "export_encoder", "fit", "load_encoder", "load_pretrained", "make_train_step",
+    "parameter_groups", "resnet_frozen_prefixes", "spec_of_trained",
+]
 
 SPEC_FILE = "encoder.json"
 STATE_DIR = "state"
@@ -230,37 +244,8 @@ def load_encoder(path: str) -> nnx.Module:
 
 
 # ---------------------------------------------------------------------------
-# The downstream model and which of its parts train.
-
-
-class TransferModel(nnx.Module):
-  """A pretrained encoder with a new linear head: logits = head(encoder(x)).
-
-  >>> enc = models.MLPEncoder(in_features=4, hidden_features=(3,), rngs=nnx.Rngs(0))
-  >>> m = TransferModel(enc, num_classes=5, rngs=nnx.Rngs(1))
-  >>> jax.eval_shape(lambda x: m(x, train=False), jnp.ones((2, 2, 2, 1))).shape
-  (2, 5)
-  """
-
-  def __init__(self, encoder: nnx.Module, *, num_classes: int, use_bn: bool = False,
-               rngs: nnx.Rngs):
-    num_features = getattr(encoder, "num_features", None)
-    if not isinstance(num_features, int):
-      raise TypeError("TransferModel: `encoder` must expose an int `num_features`, got "
-                      f"{type(encoder).__name__} with num_features={num_features!r}.")
-    self.encoder = encoder
-    self.head = models.LinearClassifier(num_features, num_classes, use_bn=use_bn, rngs=rngs)
-
-  def __call__(self, x: jax.Array, *, train: bool = True) -> jax.Array:
-    return self.head(self.encoder(x, train=train), train=train)
-
-
-def _path_str(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def _matches(path: str, prefixes: Sequence[str]) -> bool:
-  return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+# The downstream model, which of its parts train, and the training loop: the
+# engine shared with `ssl_jax.evaluate.finetune` (see the module docstring).
 
 
 def resnet_frozen_prefixes(num_trainable_stages: int, *, num_stages: int = 4) -> list[str]:
@@ -277,143 +262,12 @@ def resnet_frozen_prefixes(num_trainable_stages: int, *, num_stages: int = 4) ->
   return ["conv1", "bn1"] + [f"stages/{i}" for i in range(num_stages - num_trainable_stages)]
 
 
-def parameter_groups(params: dict, *, freeze: str | Sequence[str] = "none",
-                     check: bool = True) -> dict:
-  """Labels every leaf of a `TransferModel`'s params: "head", "backbone" or "frozen".
-
-  Args:
-    params: pure dict {"encoder": ..., "head": ...}.
-    freeze: "none" (fine-tune everything), "all" (linear probe: the whole
-      encoder frozen) or a list of encoder param-path prefixes to freeze,
-      written "/"-joined without the leading "encoder" (e.g. "stages/0",
-      "conv1"; see `resnet_frozen_prefixes`).
-    check: raise if a prefix matches no encoder leaf (off when labelling
-      BatchNorm statistics, which not every frozen layer has).
-  """
-  if isinstance(freeze, str):
-    if freeze not in ("none", "all"):
-      raise ValueError(f"`freeze` must be 'none', 'all' or a list of encoder param "
-                       f"prefixes, got {freeze!r}.")
-    prefixes = [] if freeze == "none" else [""]
-  else:
-    prefixes = [str(p) for p in freeze]
-    known = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(
-        params.get("encoder", {}))[0]] if check else []
-    unknown = [p for p in prefixes if not any(_matches(k, [p]) for k in known)]
-    if unknown and check:
-      raise ValueError(f"`freeze` prefixes {unknown} match no encoder parameter; encoder "
-                       f"parameters: {known[:12]}{' ...' if len(known) > 12 else ''}.")
-
-  def label(path, _):
-    path = _path_str(path)
-    if path.startswith("head"):
-      return "head"
-    inner = path[len("encoder/"):]
-    if prefixes == [""] or _matches(inner, prefixes):
-      return "frozen"
-    return "backbone"
-
-  return jax.tree_util.tree_map_with_path(label, params)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TransferRecipe:
-  """Which parts of a `TransferModel` train, and how fast.
-
-  SGD with Nesterov momentum and coupled weight decay for the head (at
-  `learning_rate`) and for the trained encoder parts (at
-  `backbone_learning_rate`, default `learning_rate / 10`: fine-tuning moves
-  pretrained weights gently), `optax.set_to_zero` for the frozen parts,
-  combined with `optax.multi_transform`.
-
-  Attributes:
-    learning_rate: the head's learning rate (a float or an optax schedule).
-    backbone_learning_rate: the encoder's; None: learning_rate / 10.
-    weight_decay, momentum: of both SGD groups.
-    freeze: "none", "all" or encoder param-path prefixes (see
-      `parameter_groups`).
-
-  >>> recipe = TransferRecipe(learning_rate=0.1, freeze="all")
-  >>> recipe.groups({"encoder": {"w": 0.0}, "head": {"b": 0.0}})
-  {'encoder': {'w': 'frozen'}, 'head': {'b': 'head'}}
-  """
-  learning_rate: optax.ScalarOrSchedule
-  backbone_learning_rate: optax.ScalarOrSchedule | None = None
-  weight_decay: float = 0.0
-  momentum: float = 0.9
-  freeze: str | tuple[str, ...] = "none"
-
-  def groups(self, params: dict) -> dict:
-    return parameter_groups(params, freeze=self.freeze)
-
-  def optimizer(self, params: dict) -> optax.GradientTransformation:
-    lr = self.learning_rate
-    backbone_lr = self.backbone_learning_rate
-    if backbone_lr is None:
-      backbone_lr = (lambda step: lr(step) / 10) if callable(lr) else lr / 10
-
-    def sgd(rate):
-      return optax.chain(optax.add_decayed_weights(self.weight_decay),
-                         optax.sgd(rate, momentum=self.momentum, nesterov=True))
-
-    return optax.multi_transform(
-        {"head": sgd(lr), "backbone": sgd(backbone_lr), "frozen": optax.set_to_zero()},
-        self.groups(params))
-
-
-# ---------------------------------------------------------------------------
-# Supervised training.
-
-
-@dataclasses.dataclass
-class TransferState:
-  """params / batch_stats (pure dicts) of a `TransferModel` and the optax state."""
-  params: dict
-  batch_stats: dict
-  opt_state: Any
-
-
-jax.tree_util.register_dataclass(TransferState,
-                                 data_fields=["params", "batch_stats", "opt_state"],
-                                 meta_fields=[])
-
-
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
-                    frozen_stats: dict, encoder_frozen: bool,
-                    preprocess: Callable[[jax.Array], jax.Array]
-                    ) -> Callable[[TransferState, jax.Array, jax.Array],
-                                  tuple[TransferState, jax.Array]]:
-  """The jitted step `(state, images, labels) -> (state, loss)`.
-
-  Mean softmax cross-entropy of head(encoder(preprocess(images))). The
-  encoder runs in train mode unless `encoder_frozen` (then eval mode);
-  BatchNorm statistics marked True in `frozen_stats` (a tree like the batch
-  statistics) keep their old values.
-  """
-
-  def loss_fn(params, batch_stats, images, labels):
-    model = merge_pure(graphdef, params, batch_stats)
-    feats = model.encoder(preprocess(images), train=not encoder_frozen)
-    logits = model.head(feats, train=True).astype(jnp.float32)
-    loss = jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels))
-    return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-
-  @jax.jit
-  def step(state: TransferState, images, labels):
-    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, images, labels)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    stats = jax.tree.map(lambda frozen, new, old: old if frozen else new,
-                         frozen_stats, stats, state.batch_stats)
-    return TransferState(params, stats, opt_state), loss
-
-  return step
-
-
 def fit(model: TransferModel, images: Any, labels: Any, *, recipe: TransferRecipe,
-        preprocess: Callable[[jax.Array], jax.Array], epochs: int = 10,
-        batch_size: int = 256, seed: int = 0) -> tuple[TransferModel, np.ndarray]:
+        preprocess: Callable[[jax.Array], jax.Array],
+        augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        epochs: int = 10, batch_size: int = 256, seed: int = 0,
+        sharding: jax.sharding.Sharding | None = None
+        ) -> tuple[TransferModel, np.ndarray]:
   """Trains a `TransferModel` on labelled uint8 images; returns (model, epoch losses).
 
   Every epoch is a seeded permutation cut into N // batch_size full
@@ -424,6 +278,14 @@ def fit(model: TransferModel, images: Any, labels: Any, *, recipe: TransferRecip
     images: [N, H, W, C] uint8; labels: [N] int.
     recipe: which parts train, and how fast.
     preprocess: images -> float inputs of the encoder (e.g. `augment.center`).
+    augment: optional `augment(key, images) -> float inputs`, used instead
+      of `preprocess` in training (one key per step, from `seed`).
+    epochs, batch_size, seed: the length of training and its randomness.
+    sharding: optional batch-axis sharding: batches split over its devices,
+      the state replicated (see `evaluate.finetune`).
+
+  Returns:
+    The trained copy of `model` and the mean loss of every epoch [epochs].
   """
   images = np.asarray(images)
   labels = np.asarray(labels)
@@ -433,48 +295,16 @@ def fit(model: TransferModel, images: Any, labels: Any, *, recipe: TransferRecip
   if epochs < 1 or batch_size < 1:
     raise ValueError(f"fit: `epochs` and `batch_size` must be >= 1, got {epochs}, "
                      f"{batch_size}.")
-  graphdef, params, batch_stats = split_pure(model)
-  params, batch_stats = jax.tree.map(jnp.copy, (params, batch_stats))
-  tx = recipe.optimizer(params)
-  groups = recipe.groups(params)
-  encoder_frozen = all(g == "frozen" for g in jax.tree.leaves(groups["encoder"]))
-  frozen_stats = jax.tree.map(
-      lambda g: g == "frozen" or encoder_frozen,
-      parameter_groups(batch_stats, freeze=recipe.freeze, check=False)
-      if batch_stats else {})
-  step = make_train_step(graphdef, tx, frozen_stats=frozen_stats,
-                         encoder_frozen=encoder_frozen, preprocess=preprocess)
-  state = TransferState(params, batch_stats, tx.init(params))
-  n = images.shape[0]
-  batch_size = min(batch_size, n)
-  losses = []
-  for epoch in range(epochs):
-    perm = np.random.default_rng((seed, epoch)).permutation(n)
-    epoch_losses = []
-    for i in range(n // batch_size):
-      idx = perm[i * batch_size:(i + 1) * batch_size]
-      state, loss = step(state, jnp.asarray(images[idx]), jnp.asarray(labels[idx]))
-      epoch_losses.append(loss)
-    losses.append(jnp.mean(jnp.stack(epoch_losses)))
-  return merge_pure(graphdef, state.params, state.batch_stats), np.asarray(jnp.stack(losses))
+  return _engine.train(model, images, labels, recipe=recipe, preprocess=preprocess,
+                       augment=augment, epochs=epochs, batch_size=batch_size,
+                       seed=seed, sharding=sharding)
 
 
 def accuracy(model: TransferModel, images: Any, labels: Any, *,
              preprocess: Callable[[jax.Array], jax.Array], batch_size: int = 512) -> float:
-  """Top-1 accuracy of the model in eval mode."""
-  graphdef, state = nnx.split(model)
-  predict = _predict_fn(graphdef, preprocess)
+  """Top-1 accuracy of the model in eval mode on images [N, H, W, C], labels [N]."""
   images = np.asarray(images)
-  correct = 0
-  for i in range(0, len(images), batch_size):
-    pred = predict(state, jnp.asarray(images[i:i + batch_size]))
-    correct += int(np.sum(np.asarray(pred) == np.asarray(labels[i:i + batch_size])))
-  return correct / max(len(images), 1)
-
-
-@functools.lru_cache(maxsize=16)
-def _predict_fn(graphdef, preprocess):
-  @jax.jit
-  def predict(state, images):
-    return jnp.argmax(nnx.merge(graphdef, state)(preprocess(images), train=False), -1)
-  return predict
+  if len(images) == 0:
+    return 0.0
+  logits = _engine.logits(model, images, preprocess=preprocess, batch_size=batch_size)
+  return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssl_jax import experiment, models, transfer
+from ssl_jax import augment, experiment, models, transfer
 from ssl_jax.data import load_dataset
+from ssl_jax.evaluate import _classifier_training as engine
 from ssl_jax.methods.base import split_pure
 
 
@@ -164,6 +165,39 @@ def test_fine_tuning_improves_accuracy(workdir, digits):
   assert losses[-1] < losses[0]
   # Every part moved, the backbone at a tenth of the head's learning rate.
   assert all(jax.tree.leaves(_moved(before, after)[0]))
+
+
+def test_fit_and_accuracy_are_the_shared_engine(digits):
+  # transfer re-exports the engine that evaluate.finetune uses; fit and
+  # accuracy add only their checks: same seed, bitwise the same run.
+  assert transfer.TransferModel is engine.TransferModel
+  assert transfer.make_train_step is engine.make_train_step
+
+  def noisy(key, images):
+    return augment.center(images) + 0.05 * jax.random.normal(key, images.shape)
+
+  def model():
+    enc = models.create_encoder("small_convnet", in_channels=1, widths=(4,),
+                                rngs=nnx.Rngs(0))
+    return transfer.TransferModel(enc, num_classes=10, rngs=nnx.Rngs(1))
+
+  x, y = digits
+  recipe = transfer.TransferRecipe(learning_rate=0.1, weight_decay=1e-4,
+                                   optimizer_name="adamw", decay_kernels_only=True,
+                                   freeze=("convs/0",))
+  tuned, losses = transfer.fit(model(), x, y, recipe=recipe, preprocess=augment.center,
+                               augment=noisy, epochs=2, batch_size=64, seed=3)
+  direct, direct_losses = engine.train(model(), x, y, recipe=recipe,
+                                       preprocess=augment.center, augment=noisy,
+                                       epochs=2, batch_size=64, seed=3)
+  np.testing.assert_array_equal(losses, direct_losses)
+  jax.tree.map(np.testing.assert_array_equal, split_pure(tuned)[1:],
+               split_pure(direct)[1:])
+  logits = engine.logits(direct, x, preprocess=augment.center)
+  assert transfer.accuracy(tuned, x, y, preprocess=augment.center) == pytest.approx(
+      np.mean(logits.argmax(1) == y))
+  with pytest.raises(ValueError, match="optimizer_name"):
+    transfer.TransferRecipe(learning_rate=0.1, optimizer_name="lars")
 
 
 def test_sparse_coding_encoder_round_trip(tmp_path):

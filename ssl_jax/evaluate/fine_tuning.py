@@ -5,14 +5,15 @@ et al. 2020, arXiv:2006.07733) for 1% / 10% of the labels: start from the
 pretrained encoder, add a linear classifier, train both with cross-entropy
 on the labelled subset (see `ssl_jax.data.balanced_subset`), report test top-1.
 
-Reused: optax for the optimisers, schedule, per-group learning rates
-(`optax.multi_transform`) and the loss; flax's functional NNX API for the
-step. Hand-written: the jitted step and the loop. The step follows the
-functional pattern of the project: `nnx.split(encoder, nnx.Param, ...)`
-once outside, `nnx.merge(graphdef, params, rest, copy=True)` inside the
-differentiated function (on flax 0.12.8, merging without `copy=True`
-raises `TraceContextError` when BatchNorm updates its statistics under
-`jax.grad`), and the new statistics read back with `nnx.state`.
+A thin layer over the fine-tuning engine `ssl_jax.evaluate._classifier_training`
+(shared with `ssl_jax.transfer.fit`): `finetune` checks its arguments, builds
+the engine's `TransferModel` with a zero-initialised head and a
+`TransferRecipe` (cosine-decayed learning rates, weight decay on kernels
+only, SGD or AdamW, the encoder frozen or not), trains with `engine.train`
+and scores the test and training images with `engine.logits`. What is
+hand-written here: the argument checks, that mapping, and the top-1 /
+top-5 metrics; optax supplies the optimisers, schedule and loss (through
+the engine).
 """
 from __future__ import annotations
 
@@ -26,83 +27,40 @@ import numpy as np
 import optax
 
 from ssl_jax.evaluate import _checks
-from ssl_jax.evaluate import features as features_lib
+from ssl_jax.evaluate import _classifier_training as engine
 
 Array = Any
-_OPTIMIZERS = ("sgd", "adamw")
-
-
-def _decay_mask(params: Any) -> Any:
-  # Decay matrices and kernels only; biases and norm scales are left alone,
-  # the usual practice (decaying a BatchNorm scale fights the normalisation).
-  return jax.tree.map(lambda p: p.ndim > 1, params)
-
-
-def _group_optimizer(name: str, learning_rate: float, weight_decay: float,
-                     total_steps: int) -> optax.GradientTransformation:
-  schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
-  if name == "sgd":
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=_decay_mask),
-        optax.sgd(schedule, momentum=0.9, nesterov=True))
-  return optax.adamw(schedule, weight_decay=weight_decay, mask=_decay_mask)
-
-
-def _group_labels(trainable: dict[str, Any]) -> dict[str, Any]:
-  return {group: jax.tree.map(lambda _, g=group: g, tree)
-          for group, tree in trainable.items()}
 
 
 @functools.lru_cache(maxsize=32)
-def _logits_fn(graphdef: nnx.GraphDef, preprocess: Callable) -> Callable:
-  """`apply((params, rest, head), images) -> logits`, eval mode; cached."""
-  def apply(variables, images):
-    params, rest, head = variables
-    encoder = nnx.merge(graphdef, params, rest)
-    return encoder(preprocess(images), train=False) @ head["w"] + head["b"]
-  return apply
+def _cosine(learning_rate: float, total_steps: int) -> optax.Schedule:
+  # One schedule object per (rate, length): equal recipes, so repeated runs
+  # of one configuration reuse the engine's cached, compiled step.
+  return optax.cosine_decay_schedule(learning_rate, total_steps)
 
 
-@functools.lru_cache(maxsize=16)
-def _make_train_step(graphdef: nnx.GraphDef, *, preprocess: Callable,
-                     augment: Callable | None, freeze_backbone: bool,
-                     optimizer: str, learning_rate: float,
-                     backbone_learning_rate: float, weight_decay: float,
-                     total_steps: int
-                     ) -> tuple[optax.GradientTransformation, Callable]:
-  """The optimiser and the jitted step, cached per configuration.
+def _recipe(*, learning_rate: float, backbone_learning_rate: float,
+           freeze_backbone: bool, weight_decay: float, optimizer: str,
+           total_steps: int) -> engine.TransferRecipe:
+  """The engine's `TransferRecipe` for `finetune`'s hyperparameters.
 
-  Cached so that repeated runs of one configuration (several seeds, or
-  several label subsets of the same size) compile the step only once.
+  Both groups follow a cosine decay from their peak learning rate over
+  `total_steps`; weight decay on kernels only; `freeze_backbone` freezes
+  the whole encoder.
   """
-  backbone_tx = (optax.set_to_zero() if freeze_backbone else _group_optimizer(
-      optimizer, backbone_learning_rate, weight_decay, total_steps))
-  tx = optax.multi_transform(
-      {"backbone": backbone_tx,
-       "head": _group_optimizer(optimizer, learning_rate, weight_decay,
-                                total_steps)},
-      _group_labels)
+  return engine.TransferRecipe(
+      learning_rate=_cosine(float(learning_rate), total_steps),
+      backbone_learning_rate=_cosine(float(backbone_learning_rate), total_steps),
+      weight_decay=float(weight_decay), optimizer_name=optimizer,
+      decay_kernels_only=True, freeze="all" if freeze_backbone else "none")
 
-  def loss_fn(trainable, rest, images, labels, key):
-    model = nnx.merge(graphdef, trainable["backbone"], rest, copy=True)
-    x = preprocess(images) if augment is None else augment(key, images)
-    feats = model(x, train=not freeze_backbone)
-    if freeze_backbone:
-      feats = jax.lax.stop_gradient(feats)
-    logits = feats @ trainable["head"]["w"] + trainable["head"]["b"]
-    loss = jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), labels))
-    _, new_rest = nnx.state(model, nnx.Param, ...)
-    return loss, new_rest
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
-  def train_step(trainable, rest, opt_state, images, labels, key, step):
-    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        trainable, rest, images, labels, jax.random.fold_in(key, step))
-    updates, opt_state = tx.update(grads, opt_state, trainable)
-    return optax.apply_updates(trainable, updates), rest, opt_state, loss
-
-  return tx, train_step
+def _classifier(encoder: nnx.Module, num_classes: int) -> engine.TransferModel:
+  """`encoder` with a new zero-initialised linear head (w [F, C] = 0, b = 0)."""
+  model = engine.TransferModel(encoder, num_classes=num_classes, rngs=nnx.Rngs(0))
+  kernel = model.head.linear.kernel
+  kernel[...] = jnp.zeros_like(kernel[...])
+  return model
 
 
 def _ranking(logits: np.ndarray) -> np.ndarray:
@@ -211,8 +169,8 @@ def finetune(encoder: nnx.Module, train_images: Array, train_labels: Array,
   if augment is not None and not callable(augment):
     raise TypeError("`augment` must be None or a function (key, images) -> "
                     "float images.")
-  if optimizer not in _OPTIMIZERS:
-    raise ValueError(f"`optimizer` must be one of {_OPTIMIZERS}, got "
+  if optimizer not in engine._OPTIMIZERS:
+    raise ValueError(f"`optimizer` must be one of {engine._OPTIMIZERS}, got "
                      f"{optimizer!r}.")
   if backbone_learning_rate is None:
     backbone_learning_rate = learning_rate
@@ -225,72 +183,27 @@ def finetune(encoder: nnx.Module, train_images: Array, train_labels: Array,
     raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay}.")
 
   n = train_images.shape[0]
-  batch_size = min(batch_size, n)
-  shards = features_lib._rows_per_shard_multiple(sharding,
-                                                 train_images.shape[1:])
-  if batch_size % shards:
-    raise ValueError(f"`batch_size`={batch_size} (clipped to N={n}) must be a "
-                     f"multiple of the {shards} shards of `sharding`.")
-  steps_per_epoch = n // batch_size
-  total_steps = epochs * steps_per_epoch
+  total_steps = epochs * (n // min(batch_size, n))
+  tx_recipe = _recipe(learning_rate=learning_rate,
+                      backbone_learning_rate=backbone_learning_rate,
+                      freeze_backbone=bool(freeze_backbone),
+                      weight_decay=weight_decay, optimizer=optimizer,
+                      total_steps=total_steps)
+  model, epoch_losses = engine.train(
+      _classifier(encoder, num_classes), train_images, train_y,
+      recipe=tx_recipe, preprocess=preprocess, augment=augment, epochs=epochs,
+      batch_size=batch_size, seed=seed, sharding=sharding)
 
-  graphdef, params, rest = nnx.split(encoder, nnx.Param, ...)
-  # Copies: the step donates its state, which must not free the buffers
-  # still held by the caller's `encoder`.
-  params, rest = jax.tree.map(jnp.copy, (params, rest))
-  head = {"w": jnp.zeros((num_features, num_classes), jnp.float32),
-          "b": jnp.zeros((num_classes,), jnp.float32)}
-  trainable = {"backbone": params, "head": head}
-  tx, train_step = _make_train_step(
-      graphdef, preprocess=preprocess, augment=augment,
-      freeze_backbone=bool(freeze_backbone), optimizer=optimizer,
-      learning_rate=float(learning_rate),
-      backbone_learning_rate=float(backbone_learning_rate),
-      weight_decay=float(weight_decay), total_steps=total_steps)
-  opt_state = tx.init(trainable)
+  def ranking(images):
+    return _ranking(engine.logits(model, images, preprocess=preprocess,
+                                  batch_size=eval_batch_size,
+                                  sharding=sharding))
 
-  if sharding is not None:
-    replicated = jax.sharding.NamedSharding(sharding.mesh,
-                                            jax.sharding.PartitionSpec())
-    batch_axis = sharding.spec[0] if len(sharding.spec) else None
-    label_sharding = jax.sharding.NamedSharding(
-        sharding.mesh, jax.sharding.PartitionSpec(batch_axis))
-    trainable, rest, opt_state = jax.device_put((trainable, rest, opt_state),
-                                                replicated)
-
-  aug_key = jax.random.key(seed)
-  is_device_array = isinstance(train_images, jax.Array)
-  epoch_losses = []
-  for epoch in range(epochs):
-    losses = []
-    perm = np.random.default_rng((seed, epoch)).permutation(n)
-    for i in range(steps_per_epoch):
-      idx = perm[i * batch_size:(i + 1) * batch_size]
-      images = train_images[jnp.asarray(idx) if is_device_array else idx]
-      labels = train_y[idx]
-      if sharding is not None:
-        images = jax.device_put(images, sharding)
-        labels = jax.device_put(labels, label_sharding)
-      trainable, rest, opt_state, loss = train_step(
-          trainable, rest, opt_state, images, labels, aug_key,
-          epoch * steps_per_epoch + i)
-      losses.append(loss)
-    # Reduced on device: the host never waits for a step to finish.
-    epoch_losses.append(jnp.mean(jnp.stack(losses)))
-  epoch_losses = np.asarray(jnp.stack(epoch_losses))
-
-  variables = (trainable["backbone"], rest, trainable["head"])
-  logits_fn = _logits_fn(graphdef, preprocess)
-
-  def logits(images):
-    return features_lib.extract_features(
-        logits_fn, images, batch_size=eval_batch_size, sharding=sharding,
-        variables=variables)
-
-  metrics = _checks.topk_accuracies(_ranking(logits(test_images)), test_y)
-  train_top1 = _checks.topk_accuracies(_ranking(logits(train_images)),
-                                       train_y)["top1"]
+  metrics = _checks.topk_accuracies(ranking(test_images), test_y)
+  train_top1 = _checks.topk_accuracies(ranking(train_images), train_y)["top1"]
+  head = model.head.linear
   return {**metrics, "train_top1": train_top1,
           "loss": float(epoch_losses[-1]), "epoch_losses": epoch_losses,
-          "encoder": nnx.merge(graphdef, trainable["backbone"], rest),
-          "head": jax.tree.map(np.asarray, trainable["head"])}
+          "encoder": model.encoder,
+          "head": {"w": np.asarray(head.kernel[...]),
+                   "b": np.asarray(head.bias[...])}}

@@ -5,8 +5,10 @@ from flax import nnx
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
+import optax
 import pytest
 
+from ssl_jax.evaluate import _classifier_training as engine
 from ssl_jax.evaluate import fine_tuning
 from tests.evaluate import _shared
 
@@ -99,6 +101,43 @@ def test_sharded_run_matches_single_device_and_reuses_the_step():
                                                        atol=1e-5),
                arrays(sharded["encoder"]), arrays(single["encoder"]))
   assert sharded["top1"] == single["top1"]
+
+
+def test_finetune_is_the_engine_with_a_zero_head_and_cosine_recipe():
+  # The wrapper adds nothing to the training: the engine called directly
+  # with the same model, recipe and seed gives bitwise the same run.
+  options = dict(optimizer="adamw", learning_rate=0.02,
+                 backbone_learning_rate=0.005, weight_decay=1e-3, seed=5)
+  result = run(_shared.TinyEncoder(rngs=nnx.Rngs(4)), augment=noisy_augment,
+               **options)
+
+  model = engine.TransferModel(_shared.TinyEncoder(rngs=nnx.Rngs(4)),
+                               num_classes=4, rngs=nnx.Rngs(9))
+  model.head.linear.kernel[...] = np.zeros((16, 4), np.float32)
+  total_steps = 4 * (128 // 32)
+  recipe = engine.TransferRecipe(
+      learning_rate=optax.cosine_decay_schedule(0.02, total_steps),
+      backbone_learning_rate=optax.cosine_decay_schedule(0.005, total_steps),
+      weight_decay=1e-3, optimizer_name="adamw", decay_kernels_only=True)
+  tuned, losses = engine.train(model, *TRAIN, recipe=recipe,
+                               preprocess=_shared.preprocess,
+                               augment=noisy_augment, epochs=4, batch_size=32,
+                               seed=5)
+  np.testing.assert_array_equal(result["epoch_losses"], losses)
+  assert_trees_equal(arrays(result["encoder"]), arrays(tuned.encoder))
+  np.testing.assert_array_equal(result["head"]["w"],
+                                np.asarray(tuned.head.linear.kernel[...]))
+  logits = engine.logits(tuned, TEST[0], preprocess=_shared.preprocess)
+  assert result["top1"] == np.mean(logits.argmax(1) == TEST[1])
+
+
+def test_repeated_runs_reuse_the_compiled_step():
+  before = engine._cached_build_step.cache_info()
+  first = run(_shared.TinyEncoder(rngs=nnx.Rngs(5)), epochs=1)
+  second = run(_shared.TinyEncoder(rngs=nnx.Rngs(6)), epochs=1, seed=1)
+  after = engine._cached_build_step.cache_info()
+  assert after.hits >= before.hits + 1
+  assert not np.array_equal(first["epoch_losses"], second["epoch_losses"])
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
