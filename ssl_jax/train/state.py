@@ -62,7 +62,29 @@ def init_train_state(method: Method, *, image_shape: tuple[int, int, int],
       step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
       opt_state=tx.init(params), extra=extra, rng=run_key,
       nonfinite_step=jnp.full((), -1, jnp.int32))
-  return state, graphdef
+  return unalias(state), graphdef
+
+
+def unalias(tree: Any) -> Any:
+  """`tree` with every array that occurs more than once replaced by copies.
+
+  The jitted step donates the state; two leaves holding one buffer (e.g. an
+  `init_extra` that returns the same array under two names, or an EMA
+  initialised to the parameters themselves) make XLA refuse the call
+  ("Attempt to donate the same buffer twice") on one device, where
+  `device_put` does not copy. Copies cost memory once, at initialisation.
+  """
+  seen: set[int] = set()
+
+  def fresh(leaf):
+    if not isinstance(leaf, jax.Array):
+      return leaf
+    if id(leaf) in seen:
+      return jnp.array(leaf, copy=True)
+    seen.add(id(leaf))
+    return leaf
+
+  return jax.tree.map(fresh, tree)
 
 
 def count_params(params: Any) -> int:

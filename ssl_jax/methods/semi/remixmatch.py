@@ -78,8 +78,9 @@ class ReMixMatch(base.SemiSupervisedMethod):
     shared = super().init_extra(model=model, params=params, batch_stats=batch_stats,
                                 key=key)
     del model, params, batch_stats, key
-    uniform = jnp.full((self.num_classes,), 1.0 / self.num_classes, jnp.float32)
-    return {**shared, "p_model": uniform, "p_labels": uniform}
+    # Two arrays, not one under two names: the step donates its state.
+    uniform = lambda: jnp.full((self.num_classes,), 1.0 / self.num_classes, jnp.float32)
+    return {**shared, "p_model": uniform(), "p_labels": uniform()}
 
   def loss(self, ctx, params, batch_stats, extra, batch):
     self.check_batch(batch)
