@@ -223,8 +223,13 @@ def _tol(t):
   return dict(rtol=1e-5, atol=2e-4 if t < 0.1 else 1e-6)
 
 
-Z1, Z2 = randn(100, 2, 4), randn(101, 2, 4)
-QUEUE = randn(102, 3, 4)
+# Row 0 of z1 lies in the negative orthant, every other row and the queue in
+# the positive one: that anchor's logits are all < 0, so at T = 0.01 a shift
+# by the bound 1/T instead of the row maximum would underflow its whole row
+# (exp(-150) = 0 in float32); the blockwise path must not take that shift.
+Z1, Z2 = np.abs(randn(100, 2, 4)), np.abs(randn(101, 2, 4))
+Z1[0] = -Z1[0]
+QUEUE = np.abs(randn(102, 3, 4))
 Y4 = np.array([0, 1, 0, 1], np.int32)   # two views of 2 images
 S2, T2 = randn(103, 2, 5) * 2, randn(104, 2, 5) * 2
 CENTER = randn(105, 5)
@@ -320,8 +325,10 @@ def test_batch_of_two_at_temperature_extremes_matches_float64(name, t):
 
 def test_fused_kernels_at_temperature_extremes_match_float64():
   # The fused (Pallas, interpreted on CPU) path compiles 1/T into the kernel.
-  z1, z2 = randn(110, 2, 16), randn(111, 2, 16)
-  queue = randn(112, 3, 16)
+  # As above: anchor 0's logits are all negative.
+  z1, z2 = np.abs(randn(110, 2, 16)), np.abs(randn(111, 2, 16))
+  z1[0] = -z1[0]
+  queue = np.abs(randn(112, 3, 16))
   for t in TEMPERATURES:
     got = jax.jit(lambda a, b: jnp.stack([
         losses.nt_xent(a, b, temperature=t, implementation="fused"),
