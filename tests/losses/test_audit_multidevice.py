@@ -234,3 +234,51 @@ def test_vmap_with_axis_name_equals_the_global_batch():
   got, want = run(x)
   for k in VMAP_CASES:
     _close(got[k], np.full(SIZE, want[k]), k)
+
+
+QUEUE = randn(210, 5, D_IN)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "audit bug: info_nce's blockwise path with a negatives queue calls "
+    "jax.lax.pcast(..., to='varying') (blockwise._as_varying), which fails "
+    "under vmap(axis_name=...) with a bare AssertionError from JAX; the dense "
+    "path, the in-batch blockwise path and every other loss work there, and "
+    "implementation='auto' picks blockwise from 8192 rows on"))
+def test_vmap_axis_name_blockwise_info_nce_with_queue():
+  x = X.reshape(SIZE, N // SIZE, D_IN)
+  f = lambda x, ax: losses.info_nce(x, x ** 2, negatives=QUEUE,
+                                    temperature=0.3, axis_name=ax,
+                                    implementation="blockwise", block_size=1)
+  got = jax.vmap(functools.partial(f, ax="v"), axis_name="v")(x)
+  _close(got, np.full(SIZE, f(X, None)), "blockwise info_nce queue")
+
+
+def test_vmap_axis_name_dense_info_nce_with_queue():
+  # The same call on the dense path works (the control for the xfail above).
+  x = X.reshape(SIZE, N // SIZE, D_IN)
+  f = lambda x, ax: losses.info_nce(x, x ** 2, negatives=QUEUE,
+                                    temperature=0.3, axis_name=ax,
+                                    implementation="dense")
+  got = jax.vmap(functools.partial(f, ax="v"), axis_name="v")(x)
+  _close(got, np.full(SIZE, f(X, None)), "dense info_nce queue")
+
+
+def test_inside_a_users_pmap():
+  # The package docstring names "a user's pmap"; test_multidevice.py checks
+  # pmap semantics through shard_map(check_vma=False) on three losses, and
+  # test_blockwise.py runs supcon_blockwise in pmap. Here: the blockwise
+  # queue (replicated, made varying), in-batch mining, masked means.
+  cases = {
+      "info_nce_queue_blockwise": lambda x, ax: losses.info_nce(
+          x, x ** 2, negatives=QUEUE, temperature=0.3, axis_name=ax,
+          implementation="blockwise", block_size=1),
+      "triplet_semi_hard": lambda x, ax: losses.triplet(
+          x, local(Y, ax), mining="semi_hard", axis_name=ax),
+      "masked_reconstruction": lambda x, ax: losses.masked_reconstruction(
+          x, x ** 2, local(MASK[:, :D_IN], ax), axis_name=ax),
+  }
+  x = X.reshape(SIZE, N // SIZE, D_IN)
+  for name, f in cases.items():
+    got = jax.pmap(functools.partial(f, ax="v"), axis_name="v")(x)
+    _close(got, np.full(SIZE, f(X, None)), name)
