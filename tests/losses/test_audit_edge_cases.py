@@ -29,8 +29,9 @@ import numpy as np
 import pytest
 
 from ssl_jax import losses
-from tests.losses.helpers import (
-    assert_close, f64, l2n, logsumexp, numeric_grad, randn, softmax)
+from tests.losses.helpers import (  # noqa: F401 (fast_compiles: fixture)
+    assert_close, f64, fast_compiles, l2n, logsumexp, numeric_grad, randn,
+    softmax)
 
 
 # --- float64 references (loops), from the papers' formulas ------------------
@@ -338,7 +339,7 @@ def test_fused_kernels_at_temperature_extremes_match_float64():
                        ref_info_nce(z1, z2, queue, t)], **_tol(t))
 
 
-# --- all-equal embeddings: closed forms ----------------------------------------
+# --- all-equal embeddings: closed forms ---------------------------------------
 
 N_EQ, D_EQ = 4, 3
 EQUAL = np.full((N_EQ, D_EQ), 0.7, np.float32)
@@ -406,7 +407,7 @@ def test_all_equal_embeddings_give_the_closed_form_and_finite_gradients(name):
   assert np.all(np.isfinite(np.asarray(grad))), name
 
 
-# --- single-class labels ---------------------------------------------------------
+# --- single-class labels ------------------------------------------------------
 
 @jax.jit
 def _single_class(x, y):
@@ -453,7 +454,7 @@ def test_single_class_labels():
                                   err_msg=name)
 
 
-# --- masks that select nothing ---------------------------------------------------
+# --- masks that select nothing ------------------------------------------------
 
 def test_masks_that_select_nothing_give_zero_and_zero_gradients():
   x, r = randn(130, 3, 4), randn(131, 3, 4)
@@ -489,7 +490,7 @@ def test_confidence_mask_selecting_nothing_and_everything():
   np.testing.assert_array_equal(losses.confidence_mask(p, 0.0), 1.0)
 
 
-# --- bfloat16 inputs, checked by value -------------------------------------------
+# --- bfloat16 inputs, checked by value ----------------------------------------
 #
 # The dense losses upcast bfloat16 inputs to float32 before any arithmetic, so
 # on bfloat16 inputs they must equal the float64 reference evaluated on the
@@ -560,7 +561,7 @@ def test_bfloat16_inputs_match_float64_on_the_rounded_values(name):
   assert_close(got, _bf16_refs()[name], rtol=1e-5, atol=1e-5)
 
 
-# --- barlow twins with a constant dimension: the value, not only finiteness ------
+# --- barlow twins with a constant dimension: the value, not only finiteness ---
 
 def test_barlow_twins_constant_dimension_value():
   # tests/losses/test_redundancy.py only checks finiteness here. With eps the
@@ -572,7 +573,7 @@ def test_barlow_twins_constant_dimension_value():
 
 
 # --- empty batches: a clear error (as the blockwise path, vicreg and SNN give)
-#     or a documented value, never a silent NaN ---------------------------------
+#     or a documented value, never a silent NaN --------------------------------
 
 E0 = np.zeros((0, 4), np.float32)
 L0 = np.zeros((0,), np.int32)
@@ -609,7 +610,7 @@ EMPTY_NAN = {
 
 def _finite_or_clear_error(call):
   try:
-    value = call()
+    value = jax.jit(call)()   # one compilation instead of op-by-op dispatch
   except ValueError as e:
     # A clear error names an argument (the package's convention).
     assert "`" in str(e), f"unclear error: {e}"
@@ -639,7 +640,7 @@ def test_triplet_empty_batch_error_names_the_argument():
   _finite_or_clear_error(lambda: losses.triplet(E0, L0))
 
 
-# --- triplet_margin with a fractional p ----------------------------------------
+# --- triplet_margin with a fractional p ---------------------------------------
 
 @pytest.mark.xfail(strict=True, reason=(
     "audit bug: triplet_margin accepts any p > 0, but for 0 < p < 1 the "
@@ -647,7 +648,8 @@ def test_triplet_empty_batch_error_names_the_argument():
     "NaN (eps is added after the power), a silent NaN gradient"))
 def test_triplet_margin_fractional_p_coincident_points_gradient_is_finite():
   a = randn(160, 3, 4)
-  g = jax.grad(lambda x: losses.triplet_margin(x, a, a + 1.0, p=0.5))(a)
+  g = jax.jit(jax.grad(lambda x: losses.triplet_margin(x, a, a + 1.0,
+                                                       p=0.5)))(a)
   assert np.all(np.isfinite(np.asarray(g)))
 
 
@@ -664,11 +666,12 @@ def test_triplet_margin_fractional_p_value_matches_float64():
     return total / a.shape[0]
 
   # p = 0.5 raises the sum to the power 2: float32 relative error ~2x.
-  assert_close(losses.triplet_margin(a, p, n, p=0.5, margin=3.0),
+  assert_close(jax.jit(lambda a, p, n: losses.triplet_margin(
+      a, p, n, p=0.5, margin=3.0))(a, p, n),
                ref(a, p, n, 0.5, 3.0), rtol=3e-5)
 
 
-# --- consistency with a masked class (logit -inf) ---------------------------------
+# --- consistency with a masked class (logit -inf) -----------------------------
 #
 # Masking classes with -inf logits is the usual way to restrict a label space.
 # A class with probability 0 contributes 0 to KL(q || p), to the MSE and to
@@ -679,15 +682,15 @@ T_MASKED = np.array([[3.0, -np.inf, 0.0], [1.0, 0.0, 0.0]], np.float32)
 
 
 def test_consistency_kl_and_mse_with_a_masked_teacher_class():
-  for kind in ("kl", "mse"):
-    for sharpen_t in (1.0, 0.5):
-      value, grad = jax.value_and_grad(lambda s: losses.consistency(
-          s, T_MASKED, kind=kind, sharpen_temperature=sharpen_t))(S_MASKED)
-      assert_close(value, ref_consistency(S_MASKED, T_MASKED, kind,
-                                          sharpen_t))
-      assert_close(grad, numeric_grad(
-          lambda s: ref_consistency(s, T_MASKED, kind, sharpen_t),
-          (S_MASKED,), 0), rtol=1e-4, atol=1e-6)
+  run = jax.jit(lambda s, t: {
+      (kind, sharpen_t): jax.value_and_grad(lambda s: losses.consistency(
+          s, t, kind=kind, sharpen_temperature=sharpen_t))(s)
+      for kind in ("kl", "mse") for sharpen_t in (1.0, 0.5)})
+  for (kind, sharpen_t), (value, grad) in run(S_MASKED, T_MASKED).items():
+    assert_close(value, ref_consistency(S_MASKED, T_MASKED, kind, sharpen_t))
+    assert_close(grad, numeric_grad(
+        lambda s: ref_consistency(s, T_MASKED, kind, sharpen_t),
+        (S_MASKED,), 0), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -695,7 +698,8 @@ def test_consistency_kl_and_mse_with_a_masked_teacher_class():
     "log q = -inf where the teacher masks a class (logit -inf): 0 * -inf = "
     "NaN, a silent NaN where the divergence is finite (kl and mse handle it)"))
 def test_consistency_js_with_a_masked_teacher_class_is_finite():
-  value = losses.consistency(S_MASKED, T_MASKED, kind="js")
+  value = jax.jit(functools.partial(losses.consistency, kind="js"))(
+      S_MASKED, T_MASKED)
   assert_close(value, ref_consistency(S_MASKED, T_MASKED, "js", 1.0))
 
 
@@ -708,7 +712,7 @@ def test_consistency_with_the_same_class_masked_in_student_and_teacher():
   s = S_MASKED.copy()
   s[0, 1] = -np.inf
   for kind in ("kl", "js"):
-    value, grad = jax.value_and_grad(
-        lambda a: losses.consistency(a, T_MASKED, kind=kind))(s)
+    value, grad = jax.jit(jax.value_and_grad(
+        lambda a: losses.consistency(a, T_MASKED, kind=kind)))(s)
     assert_close(value, ref_consistency(s, T_MASKED, kind, 1.0))
     assert np.all(np.isfinite(np.asarray(grad)))

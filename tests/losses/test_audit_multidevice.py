@@ -1,4 +1,4 @@
-"""Audit: the cross-device paths that tests/losses/test_multidevice.py leaves out.
+"""Audit: the cross-device paths that test_multidevice.py leaves out.
 
 That module checks six losses fully (global-view jit, gradient from outside
 shard_map, per-device gradient + pmean) and the others by value only, with
@@ -33,7 +33,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ssl_jax import losses
-from tests.losses.helpers import labels, randn
+from tests.losses.helpers import fast_compiles, labels, randn  # noqa: F401
 
 N, D_IN, D = 16, 4, 6
 MESH = jax.make_mesh((8,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
@@ -251,7 +251,8 @@ def test_vmap_axis_name_blockwise_info_nce_with_queue():
                                     temperature=0.3, axis_name=ax,
                                     implementation="blockwise", block_size=1)
   got = jax.vmap(functools.partial(f, ax="v"), axis_name="v")(x)
-  _close(got, np.full(SIZE, f(X, None)), "blockwise info_nce queue")
+  _close(got, np.full(SIZE, jax.jit(f, static_argnums=1)(X, None)),
+         "blockwise info_nce queue")
 
 
 def test_vmap_axis_name_dense_info_nce_with_queue():
@@ -260,8 +261,10 @@ def test_vmap_axis_name_dense_info_nce_with_queue():
   f = lambda x, ax: losses.info_nce(x, x ** 2, negatives=QUEUE,
                                     temperature=0.3, axis_name=ax,
                                     implementation="dense")
-  got = jax.vmap(functools.partial(f, ax="v"), axis_name="v")(x)
-  _close(got, np.full(SIZE, f(X, None)), "dense info_nce queue")
+  got, want = jax.jit(lambda x, x_all: (
+      jax.vmap(functools.partial(f, ax="v"), axis_name="v")(x),
+      f(x_all, None)))(x, X)
+  _close(got, np.full(SIZE, want), "dense info_nce queue")
 
 
 def test_inside_a_users_pmap():
@@ -281,4 +284,4 @@ def test_inside_a_users_pmap():
   x = X.reshape(SIZE, N // SIZE, D_IN)
   for name, f in cases.items():
     got = jax.pmap(functools.partial(f, ax="v"), axis_name="v")(x)
-    _close(got, np.full(SIZE, f(X, None)), name)
+    _close(got, np.full(SIZE, jax.jit(f, static_argnums=1)(X, None)), name)

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import losses
-from tests.losses.helpers import (
-    assert_close, f64, logsumexp, numeric_grad, randn, softmax)
+from tests.losses.helpers import (  # noqa: F401 (fast_compiles: fixture)
+    assert_close, f64, fast_compiles, numeric_grad, randn, softmax)
 from tests.losses.test_audit_edge_cases import (
     ref_barlow, ref_byol, ref_bilinear, ref_consistency, ref_cosface,
     ref_dino_2d, ref_info_nce, ref_lifted, ref_masked_mse, ref_snn,
@@ -42,24 +42,30 @@ def ref_l2n(x):
 def test_l2_normalize_value_zero_row_axis_and_gradient():
   x = randn(300, 5, 3) * 4
   x[2] = 0.0
-  got = jax.jit(losses.l2_normalize)(x)
-  assert got.dtype == jnp.float32
-  assert_close(got, ref_l2n(x), atol=1e-7)
-  assert np.all(np.asarray(got[2]) == 0.0)   # zero maps to zero, not NaN
-  assert_close(losses.l2_normalize(x.T, axis=0), ref_l2n(x).T, atol=1e-7)
-  # Gradient of a scalar of the normalised rows (rows away from 0).
-  probe = randn(301, 5, 3)
-  f = lambda a: jnp.sum(losses.l2_normalize(a) * probe)
+  rows = [0, 1, 3, 4]   # away from the zero row, for the gradient
+  probe = randn(301, 4, 3)
+
+  @jax.jit
+  def run(x):
+    return dict(
+        value=losses.l2_normalize(x),
+        columns=losses.l2_normalize(x.T, axis=0),
+        grad=jax.grad(lambda a: jnp.sum(losses.l2_normalize(a) * probe))(
+            x[jnp.array(rows)]),
+        grad_at_zero=jax.grad(lambda a: jnp.sum(losses.l2_normalize(a)[0]))(
+            jnp.zeros((1, 3))))
+
+  out = run(x)
+  assert out["value"].dtype == jnp.float32
+  assert_close(out["value"], ref_l2n(x), atol=1e-7)
+  assert np.all(np.asarray(out["value"][2]) == 0.0)   # zero maps to zero
+  assert_close(out["columns"], ref_l2n(x).T, atol=1e-7)
   ref = lambda a: float(np.sum(ref_l2n(a) * f64(probe)))
-  x_nz = x[[0, 1, 3, 4]]
-  probe = probe[[0, 1, 3, 4]]
-  assert_close(jax.grad(f)(x_nz), numeric_grad(ref, (x_nz,), 0), rtol=1e-4,
+  assert_close(out["grad"], numeric_grad(ref, (x[rows],), 0), rtol=1e-4,
                atol=1e-6)
   # At the zero row the gradient is finite (documented: "a finite gradient
   # at 0"), the same 1 / eps scaling a float32 model would see.
-  g0 = jax.grad(lambda a: jnp.sum(losses.l2_normalize(a)[0]))(
-      np.zeros((1, 3), np.float32))
-  assert np.all(np.isfinite(np.asarray(g0)))
+  assert np.all(np.isfinite(np.asarray(out["grad_at_zero"])))
 
 
 def test_sharpen_gradient_matches_float64():
@@ -143,8 +149,8 @@ def test_learned_temperature_gradients_of_supcon_and_info_nce():
 
 def test_update_center_passes_no_gradient_to_the_teacher():
   center, teacher = randn(312, 5), randn(313, 2, 3, 5)
-  g = jax.grad(lambda t: jnp.sum(losses.update_center(center, t) ** 2))(
-      teacher)
+  g = jax.jit(jax.grad(
+      lambda t: jnp.sum(losses.update_center(center, t) ** 2)))(teacher)
   np.testing.assert_array_equal(g, 0.0)
 
 
@@ -195,3 +201,40 @@ def test_vmap_over_problems_matches_float64():
   for name, ref in refs.items():
     expected = [ref(XS[i], X2S[i], YS[i]) for i in range(P_)]
     assert_close(got[name], expected, atol=1e-6)
+
+
+# --- second order: "reverse-over-reverse also works" (blockwise.py) ----------
+
+def test_blockwise_hessian_vector_products_match_float64_and_dense():
+  z1, z2 = randn(330, 4, 3), randn(331, 4, 3)
+  v = randn(332, 4, 3)
+  y = np.array([0, 1, 0, 1, 2, 2, 0, 1], np.int32)
+
+  @jax.jit
+  def hvps(a):
+    def hvp(f):
+      return jax.grad(lambda b: jnp.vdot(jax.grad(f)(b), v))(a)
+    supcon = lambda impl: hvp(lambda b: losses.supcon(
+        jnp.concatenate([b, z2]), y, temperature=0.3, implementation=impl,
+        block_size=3))
+    return dict(
+        nt_xent=hvp(lambda b: losses.nt_xent(
+            b, z2, temperature=0.3, implementation="blockwise",
+            block_size=3)),
+        supcon_blockwise=supcon("blockwise"), supcon_dense=supcon("dense"))
+
+  got = hvps(z1)
+  # Second-order float32 rounding is relative to the largest entries of Hv:
+  # absolute tolerance 2e-5 x max|Hv| (and 1e-4 relative).
+  scale = lambda h: 2e-5 * float(np.max(np.abs(h)))
+  assert_close(got["supcon_blockwise"], got["supcon_dense"], rtol=1e-4,
+               atol=scale(got["supcon_dense"]))
+  # NT-Xent's against nested central differences of the float64 reference:
+  # (Hv)_i = d/dz_i [v . grad f(z)] (eps 1e-4 outside, 1e-6 inside:
+  # truncation and rounding both ~1e-8).
+  from tests.losses.test_audit_edge_cases import ref_nt_xent
+  ref = lambda a: ref_nt_xent(a, z2, 0.3)
+  directional = lambda a: float(np.sum(numeric_grad(ref, (a,), 0)
+                                       * f64(v)))
+  expected = numeric_grad(directional, (z1,), 0, eps=1e-4)
+  assert_close(got["nt_xent"], expected, rtol=1e-4, atol=scale(expected))

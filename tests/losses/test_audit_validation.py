@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import losses
+from tests.losses.helpers import fast_compiles  # noqa: F401
 
 F = np.ones((4, 3), np.float32)
 I = np.ones((4, 3), np.int32)
