@@ -5,7 +5,9 @@ with these few float64 helpers, independently of `ssl_jax.losses`.
 """
 from __future__ import annotations
 
+import jax
 import numpy as np
+import pytest
 
 RTOL = 1e-5   # float32 loss vs float64 reference
 ATOL = 1e-6   # for values that are (close to) zero
@@ -64,3 +66,20 @@ def numeric_grad(f, args, argnum: int, eps: float = 1e-6) -> np.ndarray:
     x[idx] = old
     grad[idx] = (up - down) / (2 * eps)
   return grad
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_compiles():
+  """Compiles a module's programs with most XLA optimisations off.
+
+  Import it into a test module (`from tests.losses.helpers import
+  fast_compiles`) and it applies to that module's tests: on CPU, compiling,
+  not running, is what these small tests spend their time on, and without
+  optimisations it is several times faster (as tests/losses/test_fused.py
+  does for its kernels). Restored afterwards for the rest of the session.
+  """
+  flag = "jax_disable_most_optimizations"
+  previous = jax.config.values.get(flag, False)
+  jax.config.update(flag, True)
+  yield
+  jax.config.update(flag, previous)
