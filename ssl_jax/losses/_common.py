@@ -146,6 +146,18 @@ def check_ndim(x: jax.Array, name: str, ndim: int | tuple[int, ...],
         f"{x.shape} (rank {x.ndim}).")
 
 
+def check_nonempty(x: jax.Array, name: str) -> None:
+  """Raises ValueError if `x` has a zero-length axis (no examples or features).
+
+  A mean over zero examples is 0 / 0: without this check the loss would be
+  a silent NaN.
+  """
+  if 0 in x.shape:
+    raise ValueError(
+        f"`{name}` is empty (shape {x.shape}); a loss needs at least one "
+        "example and one feature.")
+
+
 def check_same_shape(a: jax.Array, a_name: str, b: jax.Array,
                      b_name: str) -> None:
   if a.shape != b.shape:

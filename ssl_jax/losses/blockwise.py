@@ -420,6 +420,10 @@ def _as_varying(x: jax.Array, axis_name: str | None) -> jax.Array:
     return jax.lax.pcast(x, axis_name, to="varying")
   except ValueError:
     return x  # Already per-device (or a pmap, which has no such types).
+  except AssertionError:
+    # vmap(axis_name=...): a batched value already varies along the vmapped
+    # axis and JAX asserts instead of raising; nothing to cast there.
+    return x
 
 # ----------------------------------------------------------------------------
 # Implementations: jitted, so that an eager call (a notebook, a doctest)

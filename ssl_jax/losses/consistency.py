@@ -1,9 +1,11 @@
 """Consistency losses for semi-supervised learning (UDA, FixMatch style).
 
-The divergences themselves come from optax (`kl_divergence`) or are one line;
-what is written here is the recipe around them that optax does not have: a
-stop-gradient teacher, optional sharpening, a confidence mask and the masked
-mean, with the conventions of the papers stated once.
+The divergences are a few lines each: the KL is written out rather than
+taken from `optax.losses.kl_divergence` so that classes with probability 0
+on both sides (masked with a -inf logit) contribute 0 instead of NaN. What
+is written here besides is the recipe optax does not have: a stop-gradient
+teacher, optional sharpening, a confidence mask and the masked mean, with
+the conventions of the papers stated once.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_choice, check_float, check_positive,
+    as_array, axis_size, check_choice, check_float, check_nonempty, check_positive,
     check_same_shape, global_sum)
 
 
@@ -31,6 +33,19 @@ def _safe_log(p: jax.Array) -> jax.Array:
   """log p with log 0 = -inf and no inf/NaN gradient at 0."""
   positive = p > 0
   return jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), -jnp.inf)
+
+
+def _weighted_log_ratio(w: jax.Array, log_w: jax.Array, log_r: jax.Array) -> jax.Array:
+  """sum_k w_k (log w_k - log r_k) over the last axis, terms with w_k = 0 as 0.
+
+  KL(w || r) for probability vectors. Hand-written rather than
+  `optax.losses.kl_divergence` because a class that has probability 0 in
+  both (a -inf logit) must give 0, not 0 * (-inf - -inf) = NaN, in the value
+  and in the gradient.
+  """
+  pos = w > 0
+  diff = jnp.where(pos, log_w, 0.0) - jnp.where(pos, log_r, 0.0)
+  return jnp.sum(jnp.where(pos, w * diff, 0.0), axis=-1)
 
 
 def sharpen(probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
@@ -138,6 +153,7 @@ def consistency(
     raise ValueError(
         f"`student_logits` must have shape [..., C], got shape {s.shape}.")
   check_same_shape(s, "student_logits", t, "teacher_logits")
+  check_nonempty(s, "student_logits")
   check_choice(kind, "kind", _KINDS)
   if confidence_threshold is not None:
     _check_probability(confidence_threshold, "confidence_threshold")
@@ -152,13 +168,19 @@ def consistency(
   q = jnp.exp(log_q)
   log_p = jax.nn.log_softmax(s, axis=-1)
   if kind == "kl":
-    per_example = optax.losses.kl_divergence(log_p, q)
+    per_example = _weighted_log_ratio(q, log_q, log_p)
   elif kind == "mse":
     per_example = jnp.mean((jnp.exp(log_p) - q) ** 2, axis=-1)
   else:
-    log_m = jnp.logaddexp(log_p, log_q) - math.log(2.0)
-    per_example = 0.5 * (jnp.sum(q * (log_q - log_m), axis=-1)
-                         + jnp.sum(jnp.exp(log_p) * (log_p - log_m), axis=-1))
+    p = jnp.exp(log_p)
+    # Classes where both are 0 (a -inf logit in each) take no part; keep
+    # logaddexp(-inf, -inf) out of the graph, its gradient is 0 / 0.
+    either = (p > 0) | (q > 0)
+    log_m = jnp.where(either, jnp.logaddexp(jnp.where(either, log_p, 0.0),
+                                            jnp.where(either, log_q, 0.0)),
+                      -jnp.inf) - math.log(2.0)
+    per_example = 0.5 * (_weighted_log_ratio(q, log_q, log_m)
+                         + _weighted_log_ratio(p, log_p, log_m))
   if confidence_threshold is not None:
     per_example = per_example * confidence_mask(jax.nn.softmax(t, axis=-1),
                                                 confidence_threshold)

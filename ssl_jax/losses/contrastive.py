@@ -28,7 +28,7 @@ import optax
 
 from ssl_jax.losses import blockwise
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_int, check_ndim, check_positive,
+    as_array, axis_size, check_float, check_int, check_ndim, check_nonempty, check_positive,
     check_rows, check_same_shape, gather_rows, global_sum, l2_normalize,
     local_row_offset)
 
@@ -39,6 +39,7 @@ def _embeddings(x, name: str) -> jax.Array:
   x = as_array(x, name)
   check_float(x, name)
   check_ndim(x, name, 2, "[N, D]")
+  check_nonempty(x, name)
   return x
 
 

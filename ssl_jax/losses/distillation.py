@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_ndim, check_positive,
+    as_array, axis_size, check_float, check_ndim, check_nonempty, check_positive,
     check_same_shape, global_sum, l2_normalize)
 
 
@@ -51,6 +51,7 @@ def byol_loss(
   for x, name in ((prediction, "prediction"), (target, "target")):
     check_float(x, name)
     check_ndim(x, name, 2, "[N, D]")
+    check_nonempty(x, name)
   check_same_shape(prediction, "prediction", target, "target")
   cos = jnp.sum(l2_normalize(prediction) * l2_normalize(target), axis=-1)
   big_n = prediction.shape[0] * axis_size(axis_name)
@@ -61,6 +62,7 @@ def _crops(x, name: str) -> jax.Array:
   x = as_array(x, name)
   check_float(x, name)
   check_ndim(x, name, (2, 3), "[B, K] or [crops, B, K]")
+  check_nonempty(x, name)
   return x if x.ndim == 3 else x[None]
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_choice, check_float, check_int, check_ndim,
+    as_array, axis_size, check_choice, check_float, check_int, check_ndim, check_nonempty,
     check_positive, check_rows, check_same_shape, gather_rows, global_sum,
     l2_normalize, local_row_offset, masked_logsumexp, pairwise_sq_distances,
     safe_sqrt)
@@ -37,6 +37,7 @@ def _float_matrix(x, name: str, layout: str = "[N, D]") -> jax.Array:
   x = as_array(x, name)
   check_float(x, name)
   check_ndim(x, name, 2, layout)
+  check_nonempty(x, name)
   return x
 
 
@@ -131,7 +132,13 @@ def triplet_margin(
   a, pos, neg = (v.astype(jnp.float32) for v in (a, pos, neg))
 
   def dist(u, v):
-    d = (jnp.sum(jnp.abs(u - v) ** p, axis=-1) + eps) ** (1.0 / p)
+    diff = jnp.abs(u - v)
+    # |x|^p has an infinite slope at 0 for p < 1, and inf * 0 is NaN in the
+    # backward pass: take coordinates that coincide out of the power (the
+    # value there is 0 and so is the gradient taken, as for |x| at 0).
+    nonzero = diff > 0
+    powered = jnp.where(nonzero, jnp.where(nonzero, diff, 1.0) ** p, 0.0)
+    d = (jnp.sum(powered, axis=-1) + eps) ** (1.0 / p)
     return d * d if squared else d
 
   per_triplet = jax.nn.relu(dist(a, pos) - dist(a, neg) + margin)

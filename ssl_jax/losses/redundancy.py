@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_ndim, check_same_shape,
+    as_array, axis_size, check_float, check_ndim, check_nonempty, check_same_shape,
     global_sum)
 
 
@@ -28,6 +28,7 @@ def _two_views(z1, z2) -> tuple[jax.Array, jax.Array]:
   for x, name in ((z1, "z1"), (z2, "z2")):
     check_float(x, name)
     check_ndim(x, name, 2, "[N, D]")
+    check_nonempty(x, name)
   check_same_shape(z1, "z1", z2, "z2")
   return z1.astype(jnp.float32), z2.astype(jnp.float32)
 

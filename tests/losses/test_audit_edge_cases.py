@@ -623,29 +623,17 @@ def test_empty_batch_gives_a_value_or_a_clear_error(name):
   _finite_or_clear_error(EMPTY_OK[name])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit bug: an empty batch ([0, D]) is accepted at trace time and the "
-    "loss divides 0 by 0: a silent NaN instead of a ValueError naming the "
-    "argument (the blockwise losses, vicreg and soft_nearest_neighbor raise)"))
 @pytest.mark.parametrize("name", sorted(EMPTY_NAN))
 def test_empty_batch_is_not_a_silent_nan(name):
   _finite_or_clear_error(EMPTY_NAN[name])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit bug: triplet on an empty batch fails inside jnp.max with 'zero-"
-    "size array to reduction operation' instead of an error naming "
-    "`embeddings` (or the documented 0 that supcon/lifted_structured give)"))
 def test_triplet_empty_batch_error_names_the_argument():
   _finite_or_clear_error(lambda: losses.triplet(E0, L0))
 
 
 # --- triplet_margin with a fractional p ---------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit bug: triplet_margin accepts any p > 0, but for 0 < p < 1 the "
-    "gradient of |a - p|**p at a coincident anchor/positive is inf * 0 = "
-    "NaN (eps is added after the power), a silent NaN gradient"))
 def test_triplet_margin_fractional_p_coincident_points_gradient_is_finite():
   a = randn(160, 3, 4)
   g = jax.jit(jax.grad(lambda x: losses.triplet_margin(x, a, a + 1.0,
@@ -693,21 +681,12 @@ def test_consistency_kl_and_mse_with_a_masked_teacher_class():
         (S_MASKED,), 0), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit bug: consistency(kind='js') computes q * (log q - log m) with "
-    "log q = -inf where the teacher masks a class (logit -inf): 0 * -inf = "
-    "NaN, a silent NaN where the divergence is finite (kl and mse handle it)"))
 def test_consistency_js_with_a_masked_teacher_class_is_finite():
   value = jax.jit(functools.partial(losses.consistency, kind="js"))(
       S_MASKED, T_MASKED)
   assert_close(value, ref_consistency(S_MASKED, T_MASKED, "js", 1.0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit bug: with the same class masked (-inf) in student and teacher, "
-    "q = p = 0 there and KL(q || p) is finite, but consistency(kind='kl') "
-    "returns NaN (optax.kl_divergence computes 0 * (log 0 - (-inf))), and "
-    "kind='js' also gives a NaN gradient"))
 def test_consistency_with_the_same_class_masked_in_student_and_teacher():
   s = S_MASKED.copy()
   s[0, 1] = -np.inf

@@ -239,12 +239,6 @@ def test_vmap_with_axis_name_equals_the_global_batch():
 QUEUE = randn(210, 5, D_IN)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit bug: info_nce's blockwise path with a negatives queue calls "
-    "jax.lax.pcast(..., to='varying') (blockwise._as_varying), which fails "
-    "under vmap(axis_name=...) with a bare AssertionError from JAX; the dense "
-    "path, the in-batch blockwise path and every other loss work there, and "
-    "implementation='auto' picks blockwise from 8192 rows on"))
 def test_vmap_axis_name_blockwise_info_nce_with_queue():
   x = X.reshape(SIZE, N // SIZE, D_IN)
   f = lambda x, ax: losses.info_nce(x, x ** 2, negatives=QUEUE,
@@ -256,7 +250,7 @@ def test_vmap_axis_name_blockwise_info_nce_with_queue():
 
 
 def test_vmap_axis_name_dense_info_nce_with_queue():
-  # The same call on the dense path works (the control for the xfail above).
+  # The same call on the dense path (the two must agree).
   x = X.reshape(SIZE, N // SIZE, D_IN)
   f = lambda x, ax: losses.info_nce(x, x ** 2, negatives=QUEUE,
                                     temperature=0.3, axis_name=ax,
