@@ -50,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
        "warmup_epochs": 10.0, "end_learning_rate": 0.0,
        "exclude_bias_and_norm": True, "trust_coefficient": 0.001})
   c.seed = 0
+  # Start a new run from the encoder of a finished one (e.g. SSL pretraining,
+  # then semi-supervised training): its workdir; "" starts from scratch.
+  c.init = ml_collections.ConfigDict({"workdir": ""})
   c.log_every = 50
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
@@ -340,6 +343,61 @@ def _knn_monitor(config, method, image_shape):
   return eval_fn
 
 
+def _subtree(tree: dict, path: tuple[str, ...]):
+  for part in path:
+    if not isinstance(tree, dict) or part not in tree:
+      return None
+    tree = tree[part]
+  return tree
+
+
+def _with_subtree(tree: dict, path: tuple[str, ...], value) -> dict:
+  if not path:
+    return value
+  out = dict(tree)
+  out[path[0]] = _with_subtree(tree[path[0]], path[1:], value)
+  return out
+
+
+def encoder_warm_start(source_workdir: str, method):
+  """A `warm_start` for `ssl_jax.train.loop.train`: the encoder of a finished run.
+
+  Loads the latest checkpoint of `source_workdir` and returns
+  `fn(params, batch_stats) -> (params, batch_stats)` that puts its encoder
+  weights and BatchNorm statistics in place of `method`'s freshly
+  initialised encoder (heads, predictors and classifiers start fresh). The
+  two encoders must be the same architecture; a mismatch is a ValueError
+  naming both.
+  """
+  import jax
+
+  source = load_trained(source_workdir)
+  src_path, dst_path = source.method.encoder_path(), method.encoder_path()
+  src_params = _subtree(source.params, src_path)
+  src_stats = _subtree(source.batch_stats, src_path)
+
+  def describe(tree):
+    return jax.tree.map(lambda a: tuple(a.shape), tree)
+
+  def warm_start(params, batch_stats):
+    dst_params = _subtree(params, dst_path)
+    if (src_params is None or dst_params is None
+        or jax.tree.structure(src_params) != jax.tree.structure(dst_params)
+        or describe(src_params) != describe(dst_params)):
+      raise ValueError(
+          f"init.workdir={source_workdir!r}: its encoder ({source.config.backbone.encoder} "
+          f"{dict(source.config.backbone.encoder_kwargs)}) does not match this run's "
+          f"({method.backbone.encoder} {dict(method.backbone.encoder_kwargs)}); use the "
+          "same backbone settings as the run it comes from.")
+    params = _with_subtree(params, dst_path, jax.tree.map(np.asarray, src_params))
+    if src_stats is not None and _subtree(batch_stats, dst_path) is not None:
+      batch_stats = _with_subtree(batch_stats, dst_path,
+                                  jax.tree.map(np.asarray, src_stats))
+    return params, batch_stats
+
+  return warm_start
+
+
 def jax_get(tree):
   import jax
   return jax.device_get(tree)
@@ -360,6 +418,15 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+  warm_start = None
+  init_workdir = config.get("init", {}).get("workdir", "")
+  if init_workdir:
+    if os.path.abspath(init_workdir) == os.path.abspath(workdir):
+      raise ValueError("init.workdir must be another run's workdir, not this one's "
+                       f"({workdir!r}); re-running the same command resumes by itself.")
+    # Loaded when the loop calls it: only for a new run, not on a resume.
+    warm_start = lambda params, stats: encoder_warm_start(init_workdir, method)(
+        params, stats)
   eval_fn, eval_every = None, 0
   if config.monitor.knn_every_epochs:
     eval_fn = _knn_monitor(config, method, dataset.image_shape)
@@ -370,7 +437,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
       log_every=config.log_every, checkpoint_every=config.checkpoint_every,
       keep_checkpoints=config.keep_checkpoints, eval_fn=eval_fn, eval_every=eval_every,
       config=config_to_dict(config), force=force, mesh=mesh, progress=progress,
-      stop_after=stop_after)
+      stop_after=stop_after, warm_start=warm_start)
 
 
 # ---------------------------------------------------------------------------

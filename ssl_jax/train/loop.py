@@ -101,7 +101,9 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
           eval_every: int = 0, config: dict | None = None, force: bool = False,
           mesh: jax.sharding.Mesh | None = None, handle_sigterm: bool = True,
           async_checkpoints: bool = True, progress: bool | None = None,
-          stop_after: int | None = None, stop_check_every: int = 10) -> TrainResult:
+          stop_after: int | None = None, stop_check_every: int = 10,
+          warm_start: Callable[[dict, dict], tuple[dict, dict]] | None = None
+          ) -> TrainResult:
   """Trains `method` on `dataset` in `workdir`, resuming if it can.
 
   Args:
@@ -133,6 +135,10 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
       every checkpoint step) they agree on stopping; a SIGTERM that reaches
       only some of them then stops all at the same step. Each check is a
       small collective that waits for the step to finish.
+    warm_start: `(params, batch_stats) -> (params, batch_stats)` applied to
+      the initial weights of a new run (see `init_train_state`), e.g. to
+      start from a pretrained encoder; a resumed run restores its checkpoint
+      instead.
   """
   mesh = mesh or parallel.data_mesh()
   parallel.check_batch_divisible(global_batch_size, mesh)
@@ -149,14 +155,20 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
   is_chief = jax.process_index() == 0
   multi_process = jax.process_count() > 1
 
-  image_shape = tuple(np.asarray(dataset.get(np.arange(1))[0]).shape[1:])
-  state, graphdef = init_train_state(method, image_shape=image_shape, tx=tx, seed=seed)
-  replicated = parallel.replicated_sharding(mesh)
-  state = jax.device_put(state, replicated)
-
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        every=checkpoint_every, keep=keep_checkpoints,
                                        async_save=async_checkpoints)
+  image_shape = tuple(np.asarray(dataset.get(np.arange(1))[0]).shape[1:])
+  # A resumed run restores every weight: the warm start is for new runs only.
+  try:
+    state, graphdef = init_train_state(
+        method, image_shape=image_shape, tx=tx, seed=seed,
+        warm_start=warm_start if checkpointer.latest_step() is None else None)
+  except Exception:
+    checkpointer.close()
+    raise
+  replicated = parallel.replicated_sharding(mesh)
+  state = jax.device_put(state, replicated)
   iterator = BatchIterator(dataset, global_batch_size=global_batch_size, seed=seed)
   position = iterator.state()
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ssl_jax.methods.base import Method, split_pure
+from ssl_jax.methods.base import Method, merge_pure, split_pure
 
 
 @dataclasses.dataclass
@@ -45,9 +45,15 @@ jax.tree_util.register_dataclass(
 
 
 def init_train_state(method: Method, *, image_shape: tuple[int, int, int],
-                     tx: optax.GradientTransformation, seed: int
+                     tx: optax.GradientTransformation, seed: int,
+                     warm_start: Callable[[dict, dict], tuple[dict, dict]] | None = None
                      ) -> tuple[TrainState, nnx.GraphDef]:
   """Builds the model of `method` and the initial state, on the host.
+
+  `warm_start(params, batch_stats) -> (params, batch_stats)`, if given,
+  replaces parts of the freshly initialised weights (e.g. the encoder of a
+  pretrained run) *before* the method's extra state (teachers, EMAs) and the
+  optimiser state are built from them, so those start from the same weights.
 
   Returns the state and the static graphdef the step merges params into.
   """
@@ -56,6 +62,9 @@ def init_train_state(method: Method, *, image_shape: tuple[int, int, int],
   model = method.create_model(image_shape=tuple(image_shape),
                               rngs=nnx.Rngs(model_key))
   graphdef, params, batch_stats = split_pure(model)
+  if warm_start is not None:
+    params, batch_stats = warm_start(params, batch_stats)
+    model = merge_pure(graphdef, params, batch_stats)
   extra = method.init_extra(model=model, params=params, batch_stats=batch_stats,
                             key=extra_key)
   state = TrainState(
