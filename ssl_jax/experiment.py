@@ -251,10 +251,16 @@ def training_dataset(config: ml_collections.ConfigDict, method, base):
 
 def build_training_run(config: ml_collections.ConfigDict):
   """(method, training dataset) of a config: the split, then the method
-  (its class count taken from the data), then the labelled view of the split."""
+  (its class count, and the number of examples of a method that keeps
+  per-example state, taken from the data), then the labelled view of the
+  split."""
   base = build_dataset(config, config.data.split)
   method = build_method(config, num_classes=base.num_classes or None)
-  return method, training_dataset(config, method, base)
+  dataset = training_dataset(config, method, base)
+  # Per-example state (temporal ensembling) spans the training index space.
+  if getattr(method, "num_examples", None) == 0 and "num_examples" not in config.method_kwargs:
+    method = dataclasses.replace(method, num_examples=len(dataset))
+  return method, dataset
 
 
 def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
@@ -635,6 +641,8 @@ def evaluate_workdir(workdir: str, *, protocols=("knn", "linear"), fraction: flo
       results[name]["finetune"] = {"top1": float(m["top1"]), "top5": float(m["top5"]),
                                    "fraction": fraction, "labels": int(len(subset))}
 
+  # Baselines have no row for protocols they do not take (classifier).
+  results = {name: row for name, row in results.items() if row or name == "ssl"}
   first = protocols[0]
   out = {"protocol": list(protocols), "top1": float(results["ssl"][first]["top1"]),
          "step": trained.step, "dataset": config.data.name,

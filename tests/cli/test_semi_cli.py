@@ -177,3 +177,11 @@ def test_predict_is_the_head_at_test_time_and_tri_training_averages_its_heads():
   probs = [np.asarray(jax.nn.softmax(getattr(model, f"classifier{i}")(h, train=False)),
                       np.float64) for i in range(3)]
   np.testing.assert_allclose(tri.predict(model, x), np.mean(probs, 0), rtol=1e-5)
+
+
+def test_per_example_state_spans_the_training_index_space():
+  method, ds = experiment.build_training_run(_config(FIXMATCH, "method=temporal_ensembling"))
+  assert method.num_examples == len(ds) == 1437 + round(1437 / 7)
+  set_by_hand, _ = experiment.build_training_run(
+      _config(FIXMATCH, "method=temporal_ensembling", "method_kwargs.num_examples=5000"))
+  assert set_by_hand.num_examples == 5000
