@@ -359,3 +359,41 @@ def test_uda_rejects_an_unknown_tsa_schedule():
   from ssl_jax.methods.semi.uda import UDA
   with pytest.raises(ValueError, match="tsa must be None or one of"):
     UDA(tsa="cosine")
+
+
+def test_remixmatch_rotation_head_and_loss_match_float64():
+  from flax import nnx
+
+  from ssl_jax.methods.semi.mixmatch import mix, sample_mixup
+  from ssl_jax.methods.semi.remixmatch import ReMixMatch
+  from tests.methods.semi import helpers
+  common = dict(backbone=helpers.BACKBONE, num_classes=helpers.NUM_CLASSES, num_strong=2)
+  assert not hasattr(ReMixMatch(lambda_rot=0.0, **common).create_model(
+      image_shape=helpers.SHAPE, rngs=nnx.Rngs(0)), "rotation")
+  method = ReMixMatch(**common)
+  model = method.create_model(image_shape=helpers.SHAPE, rngs=nnx.Rngs(0))
+  assert model.rotation.linear.kernel.shape[-1] == 4
+  b = helpers.batch(seed=4)
+  graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  ctx = StepContext(graphdef=graphdef, step=jnp.int32(0), total_steps=10,
+                    key=jax.random.key(11))
+  extra = method.init_extra(model=model, params=params, batch_stats=stats, key=ctx.key)
+  _, out = method.loss(ctx, params, stats, extra, b)
+
+  # The same draws as the loss, then the rotation in NumPy and the CE in float64.
+  k, n = 2, b["image"].shape[0]
+  keys = jax.random.split(ctx.key, k + 3)
+  views = jnp.stack([method.strong(keys[1 + i], b["image"]) for i in range(k)])
+  flat = views.reshape((-1,) + views.shape[2:])
+  lam, partner = sample_mixup(keys[k + 1], flat.shape[0], alpha=method.alpha)
+  mixed_x, _ = mix(flat, jnp.zeros((flat.shape[0], helpers.NUM_CLASSES)), lam, partner)
+  turns = np.asarray(jax.random.randint(keys[k + 2], (n,), 0, 4))
+  first = np.asarray(views[0])
+  rotated = np.stack([np.rot90(first[i], turns[i], axes=(0, 1)) for i in range(n)])
+  merged = ctx.merge(params, stats)
+  h = merged.encoder(jnp.concatenate([mixed_x, views[0], jnp.asarray(rotated)]), train=True)
+  logits = np.asarray(merged.rotation(h[-n:], train=True), np.float64)
+  ce = -np.log(_softmax(logits)[np.arange(n), turns])
+  unlabelled = np.asarray(b["label"]) < 0
+  np.testing.assert_allclose(float(out.metrics["loss_rot"]), ce[unlabelled].mean(), rtol=1e-5)
+  assert 0 < unlabelled.sum() < n and len(set(turns.tolist())) > 1
