@@ -24,6 +24,17 @@ METHODS = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def optimized_compiles():
+  # The suite compiles with most XLA optimisations off (conftest.py); this
+  # module keeps the optimised path under test for the core methods.
+  flag = "jax_disable_most_optimizations"
+  previous = jax.config.values.get(flag, False)
+  jax.config.update(flag, False)
+  yield
+  jax.config.update(flag, previous)
+
+
 def _run(method, devices, batch, steps=2):
   mesh = parallel.data_mesh(devices)
   tx = optim.make_optimizer("lars", learning_rate=0.1, weight_decay=1e-4)

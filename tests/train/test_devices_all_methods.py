@@ -71,18 +71,6 @@ FACTORIES = _factories()
 DONE_ELSEWHERE = {"simclr", "byol", "mocov2"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compiles():
-  # Compiling 52 train steps is what this file spends its time on; with most
-  # XLA optimisations off it is several times faster, and both device
-  # counts are compiled the same way.
-  flag = "jax_disable_most_optimizations"
-  previous = jax.config.values.get(flag, False)
-  jax.config.update(flag, True)
-  yield
-  jax.config.update(flag, previous)
-
-
 def test_every_registered_method_is_covered():
   assert set(methods.REGISTRY) - DONE_ELSEWHERE <= set(FACTORIES)
 
