@@ -159,11 +159,12 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
                                        every=checkpoint_every, keep=keep_checkpoints,
                                        async_save=async_checkpoints)
   image_shape = tuple(np.asarray(dataset.get(np.arange(1))[0]).shape[1:])
+  latest = checkpointer.latest_step()
   # A resumed run restores every weight: the warm start is for new runs only.
   try:
     state, graphdef = init_train_state(
         method, image_shape=image_shape, tx=tx, seed=seed,
-        warm_start=warm_start if checkpointer.latest_step() is None else None)
+        warm_start=warm_start if latest is None else None)
   except Exception:
     checkpointer.close()
     raise
@@ -181,7 +182,6 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
           f"(fingerprint {meta.get('config_fingerprint')} vs {fingerprint}); "
           "use a new workdir, or force to resume with the new config.")
 
-  latest = checkpointer.latest_step()
   if latest is not None:
     # Compare configs before restoring: a checkpoint of another model would
     # not fit this state's shapes and would read as damaged.

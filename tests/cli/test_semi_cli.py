@@ -131,7 +131,7 @@ def test_classifier_protocol_on_a_method_without_a_head_is_refused(tmp_path, cap
 
 def test_interrupted_semi_run_resumes_exactly(tmp_path):
   config = _config(FIXMATCH, "method_kwargs.eval_ema=0.5")
-  straight = experiment.pretrain(config, str(tmp_path / "a"), progress=False)
+  experiment.pretrain(config, str(tmp_path / "a"), progress=False)
   first = experiment.pretrain(config, str(tmp_path / "b"), progress=False, stop_after=2)
   assert first.status == "preempted" and first.step == 2
   resumed = experiment.pretrain(config, str(tmp_path / "b"), progress=False)
@@ -139,7 +139,6 @@ def test_interrupted_semi_run_resumes_exactly(tmp_path):
   a, b = (experiment.load_trained(str(tmp_path / d)) for d in "ab")
   for x, y in ((a.params, b.params), (a.extra, b.extra), (a.batch_stats, b.batch_stats)):
     jax.tree.map(np.testing.assert_array_equal, x, y)
-  del straight
 
 
 def test_classifier_protocol_scores_the_parameters_the_method_evaluates(fixmatch_workdir):

@@ -32,56 +32,22 @@ from ssl_jax import losses
 from tests.losses.helpers import (  # noqa: F401 (fast_compiles: fixture)
     assert_close, f64, fast_compiles, l2n, logsumexp, numeric_grad, randn,
     softmax)
+from tests.losses.test_contrastive import (ref_bilinear, ref_info_nce, ref_nt_xent,
+                                           ref_supcon)
+from tests.losses.test_distillation import ref_byol
+from tests.losses.test_metric import ref_cosface, ref_lifted
+from tests.losses.test_redundancy import ref_barlow_twins as ref_barlow
 
 
 # --- float64 references (loops), from the papers' formulas ------------------
-
-def ref_nt_xent(z1, z2, t):
-  """SimCLR eq. 1 over all 2N anchors (Chen et al. 2020)."""
-  z = l2n(np.concatenate([f64(z1), f64(z2)]))
-  m, n = z.shape[0], z.shape[0] // 2
-  total = 0.0
-  for a in range(m):
-    p = (a + n) % m
-    den = sum(math.exp(z[a] @ z[b] / t) for b in range(m) if b != a)
-    total += -math.log(math.exp(z[a] @ z[p] / t) / den)
-  return total / m
-
-
-def ref_info_nce(q, k, negatives, t):
-  """CPC / MoCo v3 in-batch form, or MoCo's queue form (label 0)."""
-  q, k = l2n(q), l2n(k)
-  total = 0.0
-  for i in range(q.shape[0]):
-    if negatives is None:
-      logits = np.array([q[i] @ k[j] for j in range(k.shape[0])]) / t
-      total += logsumexp(logits) - logits[i]
-    else:
-      nn = l2n(negatives)
-      logits = np.array([q[i] @ k[i]] + [q[i] @ nn[j]
-                                         for j in range(nn.shape[0])]) / t
-      total += logsumexp(logits) - logits[0]
-  return total / q.shape[0]
-
-
-def ref_supcon(z, y, t):
-  """Khosla et al. eq. 2 (L_out), anchors without positive left out."""
-  z = l2n(z)
-  terms = []
-  for i in range(len(y)):
-    others = [a for a in range(len(y)) if a != i]
-    pos = [p for p in others if y[p] == y[i]]
-    if not pos:
-      continue
-    lse = logsumexp(np.array([z[i] @ z[a] / t for a in others]))
-    terms.append(-sum(z[i] @ z[p] / t - lse for p in pos) / len(pos))
-  return sum(terms) / len(terms) if terms else 0.0
 
 
 def sqdist(a, b):
   return float(np.sum((f64(a) - f64(b)) ** 2))
 
 
+# Kept beside test_metric.ref_snn: this one works in the log domain, where
+# that one's exp(-d / T) underflows at T = 0.01.
 def ref_snn(x, y, t):
   """Frosst et al. eq. 1, anchors without a same-label partner left out."""
   terms = []
@@ -129,19 +95,6 @@ def ref_consistency(s, t, kind, sharpen_t):
   return total / s.shape[0]
 
 
-def ref_barlow(z1, z2, lambd, eps=1e-5):
-  z1, z2 = f64(z1), f64(z2)
-  n, d = z1.shape
-  std = lambda z: (z - z.mean(0)) / np.sqrt(z.var(0) + eps)
-  a, b = std(z1), std(z2)
-  total = 0.0
-  for i in range(d):
-    for j in range(d):
-      c = sum(a[k, i] * b[k, j] for k in range(n)) / n
-      total += (1 - c) ** 2 if i == j else lambd * c ** 2
-  return total
-
-
 def ref_vicreg(z1, z2, sim=25.0, std=25.0, cov=1.0):
   z1, z2 = f64(z1), f64(z2)
   n, d = z1.shape
@@ -157,10 +110,6 @@ def ref_vicreg(z1, z2, sim=25.0, std=25.0, cov=1.0):
   return sim * inv + std * var_term + cov * cov_term
 
 
-def ref_byol(p, t):
-  return float(np.mean(np.sum((l2n(p) - l2n(t)) ** 2, axis=-1)))
-
-
 def ref_triplet_batch_hard(x, y, margin):
   n = len(y)
   terms = []
@@ -171,40 +120,6 @@ def ref_triplet_batch_hard(x, y, margin):
     if pos and neg:
       terms.append(max(0.0, max(pos) - min(neg) + margin))
   return sum(terms) / len(terms) if terms else 0.0
-
-
-def ref_lifted(x, y, margin):
-  n = len(y)
-  d = lambda i, j: math.sqrt(sqdist(x[i], x[j]))
-  terms = []
-  for i in range(n):
-    for j in range(i + 1, n):
-      if y[i] != y[j]:
-        continue
-      negs = ([margin - d(i, k) for k in range(n) if y[k] != y[i]]
-              + [margin - d(j, l) for l in range(n) if y[l] != y[j]])
-      if negs:
-        terms.append(max(0.0, logsumexp(np.array(negs)) + d(i, j)) ** 2)
-  return sum(terms) / (2 * len(terms)) if terms else 0.0
-
-
-def ref_bilinear(z, c, w):
-  z, c, w = f64(z), f64(c), f64(w)
-  total = 0.0
-  for i in range(z.shape[0]):
-    scores = np.array([z[j] @ w @ c[i] for j in range(z.shape[0])])
-    total += logsumexp(scores) - scores[i]
-  return total / z.shape[0]
-
-
-def ref_cosface(x, w, y, s, m):
-  x, w = l2n(x), l2n(f64(w).T)
-  total = 0.0
-  for b in range(x.shape[0]):
-    logits = np.array([s * (x[b] @ w[j] - (m if j == y[b] else 0.0))
-                       for j in range(w.shape[0])])
-    total += logsumexp(logits) - logits[y[b]]
-  return total / x.shape[0]
 
 
 def ref_masked_mse(x, r, mask):

@@ -35,10 +35,11 @@ def optimized_compiles():
   jax.config.update(flag, previous)
 
 
-def _run(method, devices, batch, steps=2):
+def _run(method, devices, batch, steps=2, *, image_shape=(8, 8, 1), tx=None):
+  """`steps` jitted train steps on `devices`: (losses, final state on the host)."""
   mesh = parallel.data_mesh(devices)
-  tx = optim.make_optimizer("lars", learning_rate=0.1, weight_decay=1e-4)
-  state, graphdef = init_train_state(method, image_shape=(8, 8, 1), tx=tx, seed=0)
+  tx = tx or optim.make_optimizer("lars", learning_rate=0.1, weight_decay=1e-4)
+  state, graphdef = init_train_state(method, image_shape=image_shape, tx=tx, seed=0)
   state = jax.device_put(state, parallel.replicated_sharding(mesh))
   step = jit_train_step(make_train_step(method, graphdef=graphdef, tx=tx, total_steps=10),
                         mesh)

@@ -12,18 +12,17 @@ losses, parameters, BatchNorm statistics and extra state must agree.
 """
 import jax
 import numpy as np
+import optax
 import pytest
 
-from ssl_jax import methods, parallel
+from ssl_jax import methods
 from ssl_jax.methods import semi
-from ssl_jax.train.state import init_train_state
-from ssl_jax.train.step import jit_train_step, make_train_step
 from tests.methods import test_methods
 from tests.methods.semi import helpers as semi_helpers
 from tests.methods.semi.test_training import FACTORIES as SEMI
 from tests.methods.test_pretext_mae import TINY as TINY_MAE
+from tests.train import test_devices
 
-import optax
 
 BATCH = 32
 CONVNET = methods.Backbone(encoder="small_convnet", encoder_kwargs={"widths": (8, 16)})
@@ -87,23 +86,15 @@ def _batch(shape):
   return images, labels.astype(np.int32), shown.astype(np.int32)
 
 
-def _run(method, shape, devices, steps=2):
+def _run(method, shape, devices):
   images, labels, shown = _batch(shape)
-  batch = {"image": images, "label": shown if method.needs_labels and isinstance(
-      method, semi.SemiSupervisedMethod) else labels,
+  semi_method = isinstance(method, semi.SemiSupervisedMethod)
+  batch = {"image": images, "label": shown if semi_method else labels,
            "index": np.arange(BATCH, dtype=np.int32)}
-  mesh = parallel.data_mesh(devices)
-  tx = optax.sgd(0.05, momentum=0.9)
-  state, graphdef = init_train_state(method, image_shape=shape, tx=tx, seed=0)
-  state = jax.device_put(state, parallel.replicated_sharding(mesh))
-  step = jit_train_step(make_train_step(method, graphdef=graphdef, tx=tx, total_steps=10),
-                        mesh)
-  losses = []
-  for _ in range(steps):
-    b = parallel.host_to_global(batch, parallel.batch_sharding(mesh))
-    state, metrics = step(state, b)
-    losses.append(float(metrics["loss"]))
-  return losses, jax.device_get(state)
+  # The module, not the function: importing test_devices' names here would
+  # also bring in its autouse fixture (optimised compiles).
+  return test_devices._run(method, devices, batch, image_shape=shape,
+                           tx=optax.sgd(0.05, momentum=0.9))
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

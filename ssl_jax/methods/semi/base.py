@@ -52,12 +52,15 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(values.astype(jnp.float32) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def masked_cross_entropy(logits: jax.Array, labels: jax.Array,
+                         mask: jax.Array | None = None) -> jax.Array:
   """Mean softmax cross-entropy over the labelled rows (`labels >= 0`).
 
   Args:
     logits: [B, C].
     labels: int [B]; -1 marks an unlabelled row, which is ignored.
+    mask: float [B], the rows to average over (default: the labelled ones);
+      it must be 0 on unlabelled rows.
 
   >>> logits = jnp.array([[2.0, 0.0], [0.0, 9.0]])
   >>> round(float(masked_cross_entropy(logits, jnp.array([0, -1]))), 4)
@@ -66,7 +69,7 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   if logits.ndim != 2 or labels.shape != logits.shape[:1]:
     raise ValueError(f"logits must be [B, C] and labels [B]; got logits "
                      f"{logits.shape} and labels {labels.shape}.")
-  mask = labelled_mask(labels)
+  mask = labelled_mask(labels) if mask is None else mask
   safe = jnp.where(labels >= 0, labels, 0)
   per_row = optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), safe)

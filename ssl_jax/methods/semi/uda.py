@@ -34,7 +34,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from ssl_jax import losses
 from ssl_jax.methods.base import (LossOutput, batch_stats_of, deinterleave_views,
@@ -146,9 +145,7 @@ class UDA(base.SemiSupervisedMethod):
       eta = tsa_threshold(ctx.step, ctx.total_steps, schedule=self.tsa,
                           num_classes=self.num_classes)
       keep = tsa_keep_mask(logits_w, labels, eta)
-      per_row = optax.softmax_cross_entropy_with_integer_labels(
-          logits_w.astype(jnp.float32), jnp.where(labels >= 0, labels, 0))
-      loss_x = base.masked_mean(per_row, keep)
+      loss_x = base.masked_cross_entropy(logits_w, labels, keep)
       tsa_metrics = {"tsa_threshold": eta,
                      "tsa_kept": base.masked_mean(keep, base.labelled_mask(labels))}
     unlabelled = 1.0 - base.labelled_mask(labels)
