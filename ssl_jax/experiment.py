@@ -443,7 +443,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
       log_every=config.log_every, checkpoint_every=config.checkpoint_every,
       keep_checkpoints=config.keep_checkpoints, eval_fn=eval_fn, eval_every=eval_every,
       config=config_to_dict(config), force=force, mesh=mesh, progress=progress,
-      stop_after=stop_after, warm_start=warm_start)
+      stop_after=stop_after, warm_start=warm_start,
+      config_defaults=config_to_dict(base_config()))
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,48 @@ def config_fingerprint(config: dict[str, Any]) -> str:
   return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  # An empty dict adds no key: `method_kwargs={}` and no method_kwargs agree.
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def _same(a: Any, b: Any) -> bool:
+  # Compared through JSON, as stored: a tuple and the list it was saved as agree.
+  return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
+                                                                  default=str)
+
+
+def config_changes(stored: dict[str, Any], current: dict[str, Any], *,
+                   defaults: dict[str, Any] | None = None) -> list[str]:
+  """What differs between the config a workdir was run with and this one.
+
+  Returns one line per dotted key that was changed, added or removed, e.g.
+  ``"optimizer.learning_rate: 0.3 -> 0.1"``, sorted; empty when the two
+  describe the same run. A key the stored config lacks (written by an
+  older version of the library, before the key existed) is no change when
+  its value here equals its value in `defaults`: the library's default
+  must be the behaviour the older run had, which is the rule a new key's
+  default follows.
+  """
+  old, new = _flatten(stored), _flatten(current)
+  flat_defaults = _flatten(defaults or {})
+  changes = []
+  for key in sorted(set(old) | set(new)):
+    if key not in new:
+      changes.append(f"{key}: {old[key]!r} -> (absent)")
+    elif key not in old:
+      if not (key in flat_defaults and _same(new[key], flat_defaults[key])):
+        changes.append(f"{key}: (absent) -> {new[key]!r}")
+    elif not _same(old[key], new[key]):
+      changes.append(f"{key}: {old[key]!r} -> {new[key]!r}")
+  return changes
+
+
 class ConfigMismatchError(RuntimeError):
   """The workdir holds checkpoints of a different config."""
 

@@ -102,8 +102,8 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
           mesh: jax.sharding.Mesh | None = None, handle_sigterm: bool = True,
           async_checkpoints: bool = True, progress: bool | None = None,
           stop_after: int | None = None, stop_check_every: int = 10,
-          warm_start: Callable[[dict, dict], tuple[dict, dict]] | None = None
-          ) -> TrainResult:
+          warm_start: Callable[[dict, dict], tuple[dict, dict]] | None = None,
+          config_defaults: dict | None = None) -> TrainResult:
   """Trains `method` on `dataset` in `workdir`, resuming if it can.
 
   Args:
@@ -139,6 +139,10 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
       the initial weights of a new run (see `init_train_state`), e.g. to
       start from a pretrained encoder; a resumed run restores its checkpoint
       instead.
+    config_defaults: the default value of every config key (e.g.
+      `ssl_jax.experiment.base_config()` as a dict): a checkpoint whose
+      stored config lacks a key that has its default value here was written
+      before that key existed, and resumes without `force`.
   """
   mesh = mesh or parallel.data_mesh()
   parallel.check_batch_divisible(global_batch_size, mesh)
@@ -175,12 +179,22 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
 
   def check_fingerprint(meta: dict, at_step: int) -> None:
-    if meta.get("config_fingerprint") != fingerprint and not force:
-      checkpointer.close()
-      raise ckpt_lib.ConfigMismatchError(
-          f"{workdir} holds a checkpoint (step {at_step}) of another config "
-          f"(fingerprint {meta.get('config_fingerprint')} vs {fingerprint}); "
-          "use a new workdir, or force to resume with the new config.")
+    if meta.get("config_fingerprint") == fingerprint or force:
+      return
+    stored = meta.get("config")
+    changes = (ckpt_lib.config_changes(stored, config, defaults=config_defaults)
+               if isinstance(stored, dict) else ["(the checkpoint stores no config)"])
+    if not changes:
+      log.info("%s: the checkpoint's config predates keys that have their default "
+               "values here; resuming.", workdir)
+      return
+    checkpointer.close()
+    shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more"
+                                      if len(changes) > 8 else "")
+    raise ckpt_lib.ConfigMismatchError(
+        f"{workdir} holds a checkpoint (step {at_step}) of another config "
+        f"(fingerprint {meta.get('config_fingerprint')} vs {fingerprint}): {shown}. "
+        "Use a new workdir, or force to resume with the new config.")
 
   if latest is not None:
     # Compare configs before restoring: a checkpoint of another model would
