@@ -52,7 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   # Start a new run from the encoder of a finished one (e.g. SSL pretraining,
   # then semi-supervised training): its workdir; "" starts from scratch.
-  c.init = ml_collections.ConfigDict({"workdir": ""})
+  # init.classifier also loads its classifier head (same classes needed).
+  c.init = ml_collections.ConfigDict({"workdir": "", "classifier": False})
   c.log_every = 50
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
@@ -365,7 +366,7 @@ def _with_subtree(tree: dict, path: tuple[str, ...], value) -> dict:
   return out
 
 
-def encoder_warm_start(source_workdir: str, method):
+def encoder_warm_start(source_workdir: str, method, *, classifier: bool = False):
   """A `warm_start` for `ssl_jax.train.loop.train`: the encoder of a finished run.
 
   Loads the latest checkpoint of `source_workdir` and returns
@@ -374,31 +375,53 @@ def encoder_warm_start(source_workdir: str, method):
   initialised encoder (heads, predictors and classifiers start fresh). The
   two encoders must be the same architecture; a mismatch is a ValueError
   naming both.
+
+  With `classifier=True` the classification head (the `classifier` module
+  beside the encoder) is loaded too, so the new run starts from the whole
+  trained classifier: e.g. Noisy Student with ``teacher_fraction=0``, whose
+  teacher is then the finished run (one round of the paper's iterated
+  self-training, arXiv:1911.04252), or more training of a semi-supervised
+  run. Both runs need a classifier with the same number of classes.
   """
   import jax
 
   source = load_trained(source_workdir)
   src_path, dst_path = source.method.encoder_path(), method.encoder_path()
-  src_params = _subtree(source.params, src_path)
-  src_stats = _subtree(source.batch_stats, src_path)
+  parts = [("encoder", src_path, dst_path)]
+  if classifier:
+    parts.append(("classifier", src_path[:-1] + ("classifier",),
+                  dst_path[:-1] + ("classifier",)))
 
   def describe(tree):
     return jax.tree.map(lambda a: tuple(a.shape), tree)
 
+  def mismatch(part, src, dst) -> str | None:
+    if part == "encoder":
+      return (f"its encoder ({source.config.backbone.encoder} "
+              f"{dict(source.config.backbone.encoder_kwargs)}) does not match this run's "
+              f"({method.backbone.encoder} {dict(method.backbone.encoder_kwargs)}); use the "
+              "same backbone settings as the run it comes from.")
+    if src is None:
+      return (f"init.classifier is set but that run ({source.method.name}) has no "
+              "classifier head; unset init.classifier to load its encoder only.")
+    if dst is None:
+      return (f"init.classifier is set but this run's method ({method.name}) has no "
+              "classifier head; unset init.classifier.")
+    return (f"its classifier {describe(src)} does not match this run's {describe(dst)}; "
+            "both runs need the same number of classes (method_kwargs.num_classes).")
+
   def warm_start(params, batch_stats):
-    dst_params = _subtree(params, dst_path)
-    if (src_params is None or dst_params is None
-        or jax.tree.structure(src_params) != jax.tree.structure(dst_params)
-        or describe(src_params) != describe(dst_params)):
-      raise ValueError(
-          f"init.workdir={source_workdir!r}: its encoder ({source.config.backbone.encoder} "
-          f"{dict(source.config.backbone.encoder_kwargs)}) does not match this run's "
-          f"({method.backbone.encoder} {dict(method.backbone.encoder_kwargs)}); use the "
-          "same backbone settings as the run it comes from.")
-    params = _with_subtree(params, dst_path, jax.tree.map(np.asarray, src_params))
-    if src_stats is not None and _subtree(batch_stats, dst_path) is not None:
-      batch_stats = _with_subtree(batch_stats, dst_path,
-                                  jax.tree.map(np.asarray, src_stats))
+    for part, src, dst in parts:
+      src_params, dst_params = _subtree(source.params, src), _subtree(params, dst)
+      if (src_params is None or dst_params is None
+          or jax.tree.structure(src_params) != jax.tree.structure(dst_params)
+          or describe(src_params) != describe(dst_params)):
+        raise ValueError(f"init.workdir={source_workdir!r}: "
+                         + mismatch(part, src_params, dst_params))
+      params = _with_subtree(params, dst, jax.tree.map(np.asarray, src_params))
+      src_stats = _subtree(source.batch_stats, src)
+      if src_stats is not None and _subtree(batch_stats, dst) is not None:
+        batch_stats = _with_subtree(batch_stats, dst, jax.tree.map(np.asarray, src_stats))
     return params, batch_stats
 
   return warm_start
@@ -426,13 +449,17 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
     json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
   warm_start = None
   init_workdir = config.get("init", {}).get("workdir", "")
+  if config.get("init", {}).get("classifier", False) and not init_workdir:
+    raise ValueError("init.classifier=True loads the classifier of a finished run: set "
+                     "init.workdir to that run's workdir too.")
   if init_workdir:
     if os.path.abspath(init_workdir) == os.path.abspath(workdir):
       raise ValueError("init.workdir must be another run's workdir, not this one's "
                        f"({workdir!r}); re-running the same command resumes by itself.")
     # Loaded when the loop calls it: only for a new run, not on a resume.
-    warm_start = lambda params, stats: encoder_warm_start(init_workdir, method)(
-        params, stats)
+    warm_start = lambda params, stats: encoder_warm_start(
+        init_workdir, method, classifier=bool(config.init.get("classifier", False)))(
+            params, stats)
   eval_fn, eval_every = None, 0
   if config.monitor.knn_every_epochs:
     eval_fn = _knn_monitor(config, method, dataset.image_shape)

@@ -1,4 +1,5 @@
 """Starting a run from the encoder of a finished one (`init.workdir`)."""
+import dataclasses
 import os
 import shutil
 
@@ -83,3 +84,43 @@ def test_cli_starts_from_the_encoder_and_resumes_without_the_source(simclr_workd
   assert cli.main(["pretrain", "--config", FIXMATCH, "--workdir", target, "--no-progress",
                    *FIX, f"--config.init.workdir={target}"]) == 2
   assert "init.workdir must be another run's workdir" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fixmatch_workdir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("fixmatch"))
+  assert cli.main(["pretrain", "--config", FIXMATCH, "--workdir", d, "--no-progress",
+                   *FIX]) == 0
+  return d
+
+
+def test_classifier_too_makes_noisy_student_teach_with_the_finished_run(fixmatch_workdir):
+  config = _fixmatch_config("method=noisy_student", "method_kwargs.teacher_fraction=0.0")
+  method, dataset = experiment.build_training_run(config)
+  source = experiment.load_trained(fixmatch_workdir)
+  state, _ = init_train_state(
+      method, image_shape=dataset.image_shape, tx=optax.sgd(0.1), seed=0,
+      warm_start=experiment.encoder_warm_start(fixmatch_workdir, method, classifier=True))
+  for part in ("encoder", "classifier"):
+    jax.tree.map(np.testing.assert_array_equal, state.params[part], source.params[part])
+    # With teacher_fraction 0 the teacher is the loaded model from the first step on.
+    jax.tree.map(np.testing.assert_array_equal, state.extra["teacher"]["params"][part],
+                 source.params[part])
+  jax.tree.map(np.testing.assert_array_equal, state.extra["teacher"]["batch_stats"]["encoder"],
+               source.batch_stats["encoder"])
+
+
+def test_classifier_warm_start_errors_name_the_fix(simclr_workdir, fixmatch_workdir):
+  method, dataset = experiment.build_training_run(_fixmatch_config())
+  with pytest.raises(ValueError, match="has no classifier head; unset init.classifier"):
+    init_train_state(method, image_shape=dataset.image_shape, tx=optax.sgd(0.1), seed=0,
+                     warm_start=experiment.encoder_warm_start(simclr_workdir, method,
+                                                              classifier=True))
+  # A source run on another data set (here: 7 classes) has another head.
+  other = dataclasses.replace(method, num_classes=7)
+  with pytest.raises(ValueError, match="same number of classes"):
+    init_train_state(other, image_shape=dataset.image_shape, tx=optax.sgd(0.1), seed=0,
+                     warm_start=experiment.encoder_warm_start(fixmatch_workdir, other,
+                                                              classifier=True))
+  with pytest.raises(ValueError, match="set init.workdir"):
+    experiment.pretrain(_fixmatch_config("init.classifier=true"), str(fixmatch_workdir) + "x")
