@@ -67,6 +67,7 @@ FINETUNE_FRACTIONS = (0.01, 0.1)
 FINETUNE_EPOCHS = 30
 NOT_RUN_DATA = "not run here: no copy of the dataset on these machines"
 NOT_RUN_TIME = "not run: time budget"
+NOT_REACHED = "not run: the run stopped before this row"
 
 # Published Fashion-MNIST test accuracies (top-1), with their source.
 BENCHMARK = "github.com/zalandoresearch/fashion-mnist README, Benchmark table"
@@ -438,11 +439,16 @@ def main(argv: Sequence[str] | None = None) -> int:
       first.data.data_dir = args.data_dir
     num_train = len(experiment.build_dataset(first, first.data.split))
 
-  rows: list[Row] = []
+  # Every row starts as "not reached" and the outputs are rewritten after
+  # each row: a run killed part-way (a time limit, a preempted machine)
+  # leaves a table of the rows it finished, and the same command resumes.
+  rows = [Row(method=m, config_path=os.path.relpath(config_path(m)), status=NOT_REACHED)
+          for m in methods]
   baselines: dict = {}
-  for method in methods:
-    row = Row(method=method, config_path=os.path.relpath(config_path(method)))
-    rows.append(row)
+  for row in rows:
+    method = row.method
+    if rows.index(row):
+      write_outputs(args, argv, rows, baselines, start)
     if args.time_budget_s is not None and time.perf_counter() - start > args.time_budget_s:
       row.status = NOT_RUN_TIME
       continue
@@ -468,6 +474,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[{method}] {row.status}: " + ", ".join(
         f"{k} {v:.4f}" for k, v in row.metrics.items() if isinstance(v, float)), flush=True)
 
+  write_outputs(args, argv, rows, baselines, start)
+  print(f"wrote {args.output}.md, .json and _curves.png "
+        f"({time.perf_counter() - start:.0f} s)", flush=True)
+  return 0
+
+
+def write_outputs(args, argv, rows: list[Row], baselines: dict, start: float) -> None:
+  """Writes the table as it stands: `<output>.md`, `.json` and `_curves.png`."""
   device = device_info()
   meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
           "command": "python experiments/fashion_mnist_table.py "
@@ -486,9 +500,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     json.dump(payload, f, indent=2, sort_keys=True, default=float)
   write_markdown(args.output + ".md", rows, baselines, meta)
   write_curves(args.output + "_curves.png", rows)
-  print(f"wrote {args.output}.md, .json and _curves.png "
-        f"({meta['total_wall_s']:.0f} s)", flush=True)
-  return 0
 
 
 if __name__ == "__main__":

@@ -117,3 +117,24 @@ def test_target_checks_use_only_ssl_rows():
   assert checks["no SSL linear below 90.0"] == "MISSED: dino 89.00"
   assert checks["best SSL kNN >= 90.0"] == "met: simclr 90.00"
   assert table["target_checks"]([]) == [("targets", "no SSL row finished")]
+
+
+def test_a_run_killed_part_way_leaves_the_rows_it_finished(tmp_path, monkeypatch):
+  out = str(tmp_path / "table")
+  real_run_row = table["run_row"]
+
+  def run_row(row, config, **kwargs):
+    if row.method == "byol":  # the process dies here, as under a time limit
+      raise KeyboardInterrupt
+    return real_run_row(row, config, **kwargs)
+
+  # runpy hands back a copy of the script's globals: patch the ones main reads.
+  monkeypatch.setitem(table["main"].__globals__, "run_row", run_row)
+  with pytest.raises(KeyboardInterrupt):
+    table["main"](["--quick", "--methods", "simclr", "byol", "--workdir-root",
+                   str(tmp_path / "runs"), "--output", out])
+  with open(out + ".json") as f:
+    payload = json.load(f)
+  assert [r["status"] for r in payload["rows"]] == ["done", table["NOT_REACHED"]]
+  with open(out + ".md") as f:
+    assert table["NOT_REACHED"] in f.read()

@@ -35,7 +35,7 @@ def test_tiny_run_reports_every_seed_and_the_best_baseline(tmp_path):
   assert saved["summary"] == report["summary"] and saved["eval_ema"] == 0.5
   runs = saved["runs"]
   assert [(r["seed"], r["method"], r["steps"]) for r in runs] == [
-      (1, m, k) for m, k in (("supervised_only", 2), ("supervised_only", 3), ("fixmatch", 3))]
+      (1, m, k) for m, k in (("fixmatch", 3), ("supervised_only", 2), ("supervised_only", 3))]
   for r in runs:
     assert 0.0 <= r["test_accuracy"] <= 1.0
   means = {k: np.mean([r["test_accuracy"] for r in runs
