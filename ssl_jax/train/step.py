@@ -86,8 +86,9 @@ def make_train_step(method: Method, *, graphdef: nnx.GraphDef,
       metrics["embedding_std"] = metrics_lib.embedding_std(out.embeddings)
       if monitor_every:
         metrics["effective_rank"] = jax.lax.cond(
-            # Steps the loop logs: the first, and every monitor_every-th.
-            ((state.step + 1) % monitor_every == 0) | (state.step == 0),
+            # Steps the loop logs: the first, every monitor_every-th, the last.
+            ((state.step + 1) % monitor_every == 0) | (state.step == 0)
+            | (state.step + 1 == total_steps),
             lambda z: metrics_lib.effective_rank(z),
             lambda z: jnp.full((), jnp.nan, jnp.float32), out.embeddings)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}

@@ -187,3 +187,23 @@ def test_two_processes_match_one_process(reference, tmp_path):
   assert [s for s, _ in got] == [s for s, _ in ref_losses]
   # Collectives over gloo may sum in another order than within one process.
   np.testing.assert_allclose([l for _, l in got], [l for _, l in ref_losses], rtol=2e-5)
+
+
+def test_the_collapse_monitor_is_logged_on_the_last_step_and_never_as_nan(tmp_path):
+  method, dataset, tx, schedule = tiny_run.build("simclr")
+  workdir = str(tmp_path / "run")
+
+  def run(**kwargs):
+    return loop.train(method, dataset, workdir=workdir, global_batch_size=32, total_steps=7,
+                      tx=tx, learning_rate=schedule, log_every=3, checkpoint_every=2,
+                      progress=False, **kwargs)
+
+  assert run(stop_after=4).status == "preempted"
+  run()  # resumes at step 4; step 5, the first after the resume, is logged too
+  records = {r["step"]: r for r in read_metrics(workdir)}
+  assert sorted(records) == [1, 3, 5, 6, 7]
+  for step, record in records.items():
+    # Computed on the steps the monitor plans for, the last one included; a
+    # step it skipped leaves the key out instead of logging NaN.
+    assert ("effective_rank" in record) == (step != 5), step
+    assert np.isfinite(record.get("effective_rank", 1.0)), step
