@@ -273,7 +273,7 @@ def check_global_batch(x: jax.Array, names: tuple[str, ...],
   if x.shape[0] * devices < minimum:
     label = "/".join(f"`{n}`" for n in names)
     raise ValueError(
-        f"{label} need a (global) batch of at least {minimum} rows {why}, got "
+        f"{label} {'needs' if len(names) == 1 else 'need'} a (global) batch of at least {minimum} rows {why}, got "
         f"{names[0]}.shape={x.shape} over {devices} device(s); use a larger "
         "batch.")
 

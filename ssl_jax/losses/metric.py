@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_choice, check_float, check_int, check_ndim, check_nonempty,
-    check_positive, check_rows, check_same_shape, gather_rows, global_sum,
+    as_array, axis_size, check_choice, check_class_labels, check_float,
+    check_global_batch, check_int, check_ndim, check_nonempty, check_positive,
+    check_rows, check_same_shape, check_temperature, gather_rows, global_sum,
     l2_normalize, local_row_offset, masked_logsumexp, pairwise_sq_distances,
     safe_sqrt)
 
@@ -344,7 +345,8 @@ def soft_nearest_neighbor(
   Args:
     x: [N, D] representations.
     labels: [N] integer labels.
-    temperature: T > 0.
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (`ssl_jax.losses._common.check_temperature`).
     axis_name: axis over which the batch is sharded (global batch).
 
   Returns:
@@ -355,12 +357,10 @@ def soft_nearest_neighbor(
   >>> print(f"{soft_nearest_neighbor(x, jnp.array([0, 0, 1, 1])):.4f}")
   1.3351
   """
-  check_positive(temperature, "temperature")
+  temperature = check_temperature(temperature)
   x_local, all_x, same, _, not_self = _in_batch(x, labels, axis_name, "x")
-  if all_x.shape[0] < 2:
-    raise ValueError(
-        f"`x` needs at least 2 rows in the (global) batch, got x.shape="
-        f"{x_local.shape}.")
+  check_global_batch(x_local, ("x",), axis_name, minimum=2,
+                     why="(an anchor needs another row as its neighbour)")
   logits = -pairwise_sq_distances(x_local, all_x) / jnp.asarray(
       temperature, jnp.float32)
   lse_same, has_same = masked_logsumexp(logits, same)
