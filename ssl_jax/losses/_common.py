@@ -304,7 +304,7 @@ def check_class_labels(labels, name: str, num_classes: int,
         f"`{name}` must be class indices in [0, {num_classes}) (C = "
         f"{classes_from} = {num_classes}), got {name}[{i}] = {values[i]} "
         f"({bad.size} out of range); remap the labels to 0..{num_classes - 1} "
-        "or give one class per label.")
+        f"or make {classes_from} cover every class.")
 
 
 def check_choice(value, name: str, choices: tuple[str, ...]) -> None:

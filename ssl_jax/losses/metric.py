@@ -437,6 +437,7 @@ def _classifier_inputs(features, weights, labels):
         f"{features.shape[1]}, got weights.shape={weights.shape} and "
         f"features.shape={features.shape}.")
   labels = _labels_for(labels, features, "features")
+  check_class_labels(labels, "labels", weights.shape[1], "weights.shape[1]")
   return (features.astype(jnp.float32), weights.astype(jnp.float32), labels)
 
 
@@ -491,7 +492,10 @@ def l_softmax(
   Args:
     features: [B, D] features x.
     weights: [D, C] last-layer weights W (no bias).
-    labels: [B] integer classes.
+    labels: [B] integer classes in [0, C). Concrete labels outside it raise
+      ValueError; traced ones (under jit / vmap) cannot be checked and then
+      give a NaN loss (label >= C or < -C) or a wrong, finite one
+      (-C <= label < 0, which indexing wraps around).
     margin: integer m >= 1.
     axis_name: axis over which the batch is sharded (global mean).
 
@@ -546,7 +550,10 @@ def arcface(
   Args:
     features: [B, D] features.
     weights: [D, C] class centres (columns).
-    labels: [B] integer classes.
+    labels: [B] integer classes in [0, C). Concrete labels outside it raise
+      ValueError; traced ones (under jit / vmap) cannot be checked and then
+      give a NaN loss (label >= C or < -C) or a wrong, finite one
+      (-C <= label < 0, which indexing wraps around).
     scale: s > 0.
     margin: m in radians.
     axis_name: axis over which the batch is sharded (global mean).
@@ -593,7 +600,10 @@ def cosface(
   Args:
     features: [B, D] features.
     weights: [D, C] class centres (columns).
-    labels: [B] integer classes.
+    labels: [B] integer classes in [0, C). Concrete labels outside it raise
+      ValueError; traced ones (under jit / vmap) cannot be checked and then
+      give a NaN loss (label >= C or < -C) or a wrong, finite one
+      (-C <= label < 0, which indexing wraps around).
     scale: s > 0.
     margin: m.
     axis_name: axis over which the batch is sharded (global mean).
