@@ -178,8 +178,9 @@ def check_rows(x: jax.Array, x_name: str, n: int, ref_name: str,
 def check_positive(value, name: str) -> None:
   """Raises ValueError if `value` is a concrete number <= 0.
 
-  A traced value (a learned or scheduled temperature) cannot be inspected at
-  trace time and is accepted.
+  For hyperparameters such as a norm degree or a logit scale; temperatures
+  go through the stricter `check_temperature`. A traced value (a learned or
+  scheduled one) cannot be inspected at trace time and is accepted.
   """
   try:
     v = float(value)
@@ -272,10 +273,11 @@ def check_global_batch(x: jax.Array, names: tuple[str, ...],
   devices = axis_size(axis_name)
   if x.shape[0] * devices < minimum:
     label = "/".join(f"`{n}`" for n in names)
+    verb = "needs" if len(names) == 1 else "need"
     raise ValueError(
-        f"{label} {'needs' if len(names) == 1 else 'need'} a (global) batch of at least {minimum} rows {why}, got "
-        f"{names[0]}.shape={x.shape} over {devices} device(s); use a larger "
-        "batch.")
+        f"{label} {verb} a (global) batch of at least {minimum} rows {why}, "
+        f"got {names[0]}.shape={x.shape} over {devices} device(s); use a "
+        "larger batch.")
 
 
 def check_class_labels(labels, name: str, num_classes: int,

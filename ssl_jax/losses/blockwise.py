@@ -542,8 +542,9 @@ def nt_xent_blockwise(
     z1: [N, D] embeddings of the first view (any float dtype).
     z2: [N, D] embeddings of the second view; row i is the positive of row i
       of `z1`.
-    temperature: softmax temperature T, a finite number > 0, or a shape-() / shape-(1,) array
-      (may be traced); see `ssl_jax.losses._common.check_temperature`.
+    temperature: softmax temperature T, a finite number > 0 or a shape-() /
+      shape-(1,) array (may be traced); see
+      `ssl_jax.losses._common.check_temperature`.
     block_size: anchor rows per similarity tile; a tile holds
       `min(block_size, 2N) * 2N_global` float32 logits.
     axis_name: mesh/pmap axis over which the batch is split. The candidates
@@ -592,8 +593,9 @@ def info_nce_blockwise(
     key: [N, D] key embeddings; row i is the positive of query i.
     negatives: optional [K, D] queue of negatives, replicated (never gathered)
       when `axis_name` is given.
-    temperature: softmax temperature T, a finite number > 0, or a shape-() / shape-(1,) array
-      (may be traced); see `ssl_jax.losses._common.check_temperature`.
+    temperature: softmax temperature T, a finite number > 0 or a shape-() /
+      shape-(1,) array (may be traced); see
+      `ssl_jax.losses._common.check_temperature`.
     block_size: query rows per similarity tile.
     axis_name: mesh/pmap axis over which queries and keys are split; the
       in-batch candidates are then the keys of every device.
@@ -643,8 +645,9 @@ def supcon_blockwise(
     z: [M, D] embeddings (any float dtype); for two views of N images, stack
       them to M = 2N with their labels repeated.
     labels: [M] integer class labels (any values).
-    temperature: softmax temperature T, a finite number > 0, or a shape-() / shape-(1,) array
-      (may be traced); see `ssl_jax.losses._common.check_temperature`.
+    temperature: softmax temperature T, a finite number > 0 or a shape-() /
+      shape-(1,) array (may be traced); see
+      `ssl_jax.losses._common.check_temperature`.
     block_size: anchor rows per similarity tile.
     axis_name: mesh/pmap axis over which z and labels are split; the
       candidates and their labels are then gathered from every device.

@@ -28,9 +28,9 @@ import optax
 
 from ssl_jax.losses import blockwise
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_int, check_ndim, check_nonempty, check_rows,
-    check_same_shape, check_temperature, gather_rows, global_sum, l2_normalize,
-    local_row_offset)
+    as_array, axis_size, check_float, check_int, check_ndim, check_nonempty,
+    check_rows, check_same_shape, check_temperature, gather_rows, global_sum,
+    l2_normalize, local_row_offset)
 
 _ce = optax.losses.softmax_cross_entropy_with_integer_labels
 
@@ -98,8 +98,8 @@ def nt_xent(
     z1: [N, D] embeddings of the first view.
     z2: [N, D] embeddings of the second view; row i is the other view of
       row i of `z1`.
-    temperature: T, a finite number > 0, or a shape-() / shape-(1,) array (may be
-      traced, e.g. a learned temperature); the same rule for every
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced, e.g. a learned temperature); the same rule for every
       `implementation` (`ssl_jax.losses._common.check_temperature`).
     axis_name: mesh/pmap axis over which the batch is sharded. Negatives then
       come from every device and the result is the global-batch loss.
@@ -180,8 +180,8 @@ def info_nce(
     negatives: optional [K, D] negatives shared by all queries (a queue).
       Under `axis_name` it must be the same on every device (replicated) and
       it is not gathered.
-    temperature: T, a finite number > 0, or a shape-() / shape-(1,) array (may be
-      traced); the same rule for every `implementation`
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); the same rule for every `implementation`
       (`ssl_jax.losses._common.check_temperature`).
     axis_name: axis over which query/key are sharded. In the in-batch form
       the keys are gathered from every device; the result is the
@@ -326,8 +326,8 @@ def supcon(
   Args:
     z: [M, D] embeddings.
     labels: [M] integer class labels.
-    temperature: T, a finite number > 0, or a shape-() / shape-(1,) array (may be
-      traced); the same rule for every `implementation`
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); the same rule for every `implementation`
       (`ssl_jax.losses._common.check_temperature`).
     axis_name: axis over which z/labels are sharded; the candidates (and
       their labels) are gathered from every device.

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_ndim, check_nonempty, check_same_shape,
-    check_temperature, global_sum, l2_normalize)
+    as_array, axis_size, check_float, check_ndim, check_nonempty,
+    check_same_shape, check_temperature, global_sum, l2_normalize)
 
 
 def byol_loss(

@@ -721,8 +721,8 @@ def nt_xent_fused(
       keep 16-bit products).
     z2: [N, D] embeddings of the second view; row i is the positive of row i
       of `z1`.
-    temperature: T, a finite number > 0, or a shape-() / shape-(1,) array (may be
-      traced); see `ssl_jax.losses._common.check_temperature`.
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); see `ssl_jax.losses._common.check_temperature`.
     block_rows: forward tile rows; it and the other keyword arguments
       (block_cols, bwd_block_outer, bwd_block_inner, fuse_anchor_grad,
       splits, precision, interpret, num_warps, num_stages) are the kernel
@@ -781,8 +781,8 @@ def info_nce_fused(
     query: [N, D] queries.
     key: [N, D] keys; row i is the positive of query i.
     negatives: optional [K, D] queue of negatives.
-    temperature: T, a finite number > 0, or a shape-() / shape-(1,) array (may be
-      traced); see `ssl_jax.losses._common.check_temperature`.
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); see `ssl_jax.losses._common.check_temperature`.
     block_rows: forward tile rows; it and the other keyword arguments
       (block_cols, bwd_block_outer, bwd_block_inner, fuse_anchor_grad,
       splits, precision, interpret, num_warps, num_stages) are the kernel
