@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def l2_normalize(x: jax.Array, *, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -177,8 +178,9 @@ def check_rows(x: jax.Array, x_name: str, n: int, ref_name: str,
 def check_positive(value, name: str) -> None:
   """Raises ValueError if `value` is a concrete number <= 0.
 
-  A traced value (a learned or scheduled temperature) cannot be inspected at
-  trace time and is accepted.
+  For hyperparameters such as a norm degree or a logit scale; temperatures
+  go through the stricter `check_temperature`. A traced value (a learned or
+  scheduled one) cannot be inspected at trace time and is accepted.
   """
   try:
     v = float(value)
@@ -186,6 +188,125 @@ def check_positive(value, name: str) -> None:
     return
   if not v > 0:
     raise ValueError(f"`{name}` must be > 0, got {value!r}.")
+
+
+def is_traced(x) -> bool:
+  """Whether `x` is a tracer (under jit, grad, vmap, shard_map ...).
+
+  A tracer's shape and dtype are known at trace time, its values are not.
+  """
+  return isinstance(x, jax.core.Tracer)
+
+
+def check_temperature(value, name: str = "temperature"):
+  """Checks a softmax temperature T and returns it as a scalar.
+
+  The one rule for every temperature of the losses, whichever implementation
+  (dense, blockwise, fused) runs, so that the same call is accepted or
+  rejected by all of them:
+
+  * type: a Python int or float (not a bool), a NumPy scalar, or a NumPy /
+    JAX array of shape () or (1,) (a learned temperature is often stored as
+    a 1-element parameter), of an integer or floating dtype;
+  * value, when concrete: finite and > 0. T = inf would turn every logit
+    into 0 (the dense softmax quietly returns log N) and T = 0 or NaN into
+    NaN, so both are bugs at the call site;
+  * a traced value (a learned or scheduled temperature under jit / grad)
+    cannot be inspected: any shape-() or shape-(1,) tracer is accepted and
+    its value is the caller's responsibility.
+
+  Returns:
+    A Python float for a concrete temperature (the implementations compile
+    it in), else the tracer reshaped to shape ().
+
+  Raises:
+    TypeError: wrong type, dtype or shape (also for tracers).
+    ValueError: a concrete value that is not finite or not > 0.
+  """
+  if isinstance(value, (bool, np.bool_)) or not (
+      isinstance(value, (int, float)) or hasattr(value, "dtype")):
+    raise TypeError(
+        f"`{name}` must be a number or a shape-() / shape-(1,) array, got "
+        f"{value!r} of type {type(value).__name__}; pass e.g. "
+        f"`{name}=0.1`.")
+  if hasattr(value, "dtype"):
+    dtype = np.dtype(value.dtype)
+    shape = tuple(np.shape(value))
+    if not (jnp.issubdtype(dtype, jnp.floating)
+            or jnp.issubdtype(dtype, jnp.integer)):
+      raise TypeError(
+          f"`{name}` must have a real (float or integer) dtype, got {dtype} "
+          f"({value!r}); pass e.g. `{name}=0.1`.")
+    if shape not in ((), (1,)):
+      raise TypeError(
+          f"`{name}` must be a scalar (shape () or (1,)), got shape {shape}; "
+          f"one temperature is shared by all rows, e.g. `{name}=0.1`.")
+    if is_traced(value):
+      return jnp.reshape(value, ())
+    number = float(np.asarray(value).reshape(()))
+  else:
+    number = float(value)
+  if not (np.isfinite(number) and number > 0):
+    raise ValueError(
+        f"`{name}` must be a finite number > 0, got {value!r}; it divides "
+        f"the logits: pass a positive value such as `{name}=0.1`.")
+  return number
+
+
+def check_global_batch(x: jax.Array, names: tuple[str, ...],
+                       axis_name: str | None, *, minimum: int,
+                       why: str) -> None:
+  """Raises ValueError if the global batch (rows x devices) is < `minimum`.
+
+  For losses built on batch statistics (a variance over the batch, a
+  neighbour to compare with): with too few rows they are 0 / 0 or
+  meaningless constants, not a training signal. The count is global, since
+  under `axis_name` the statistics are psum'd across devices.
+
+  Args:
+    x: [N, ...] local rows; `names[0]` is its name in the message.
+    names: the argument names the message blames, e.g. ("z1", "z2").
+    axis_name: the loss's device axis (None: one device).
+    minimum: the smallest valid global batch.
+    why: what the rows are needed for, e.g. "for the unbiased variance".
+  """
+  devices = axis_size(axis_name)
+  if x.shape[0] * devices < minimum:
+    label = "/".join(f"`{n}`" for n in names)
+    verb = "needs" if len(names) == 1 else "need"
+    raise ValueError(
+        f"{label} {verb} a (global) batch of at least {minimum} rows {why}, "
+        f"got {names[0]}.shape={x.shape} over {devices} device(s); use a "
+        "larger batch.")
+
+
+def check_class_labels(labels, name: str, num_classes: int,
+                       classes_from: str) -> None:
+  """Raises ValueError if concrete class indices fall outside [0, C).
+
+  Out-of-range indices do not fail inside the loss: in a gather or a
+  cross-entropy they give a NaN loss (index >= C or < -C) or silently read
+  another class (-C <= index < 0 wraps around). Concrete labels are
+  therefore read back and checked (one small host transfer per eager call);
+  traced labels (under jit / vmap) cannot be inspected and pass unchecked.
+
+  Args:
+    labels: [N] integer class indices (already checked for dtype and shape).
+    name: the argument name, for the message.
+    num_classes: C.
+    classes_from: where C comes from, for the message, e.g. "weights.shape[1]".
+  """
+  if is_traced(labels):
+    return
+  values = np.asarray(labels)
+  bad = np.flatnonzero((values < 0) | (values >= num_classes))
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"`{name}` must be class indices in [0, {num_classes}) (C = "
+        f"{classes_from} = {num_classes}), got {name}[{i}] = {values[i]} "
+        f"({bad.size} out of range); remap the labels to 0..{num_classes - 1} "
+        f"or make {classes_from} cover every class.")
 
 
 def check_choice(value, name: str, choices: tuple[str, ...]) -> None:

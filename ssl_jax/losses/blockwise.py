@@ -78,8 +78,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ssl_jax.losses._common import check_temperature
 from ssl_jax.losses._common import gather_rows
 from ssl_jax.losses._common import l2_normalize
 from ssl_jax.losses._common import local_row_offset
@@ -144,19 +144,6 @@ def _check_negatives(negatives, query) -> None:
     raise ValueError(
         f"`negatives` must have shape [K, D] with the queries' D = "
         f"{query.shape[1]}, got shape {tuple(negatives.shape)}.")
-
-
-def _check_temperature(temperature) -> None:
-  if isinstance(temperature, jax.core.Tracer):
-    return  # A traced (e.g. learned) temperature: its value is not known yet.
-  value = np.asarray(temperature)
-  if value.ndim != 0 or not np.issubdtype(value.dtype, np.number):
-    raise TypeError(
-        f"`temperature` must be a positive scalar, got {temperature!r}.")
-  if not np.isfinite(value) or value <= 0:
-    raise ValueError(
-        f"`temperature` must be a finite number > 0, got {temperature!r}; "
-        "typical values are 0.05 to 0.5.")
 
 
 def _check_block_size(block_size) -> None:
@@ -555,7 +542,9 @@ def nt_xent_blockwise(
     z1: [N, D] embeddings of the first view (any float dtype).
     z2: [N, D] embeddings of the second view; row i is the positive of row i
       of `z1`.
-    temperature: softmax temperature T > 0 (may be a traced value).
+    temperature: softmax temperature T, a finite number > 0 or a shape-() /
+      shape-(1,) array (may be traced); see
+      `ssl_jax.losses._common.check_temperature`.
     block_size: anchor rows per similarity tile; a tile holds
       `min(block_size, 2N) * 2N_global` float32 logits.
     axis_name: mesh/pmap axis over which the batch is split. The candidates
@@ -572,7 +561,7 @@ def nt_xent_blockwise(
   ((), dtype('float32'), True)
   """
   _check_pair("z1", z1, "z2", z2)
-  _check_temperature(temperature)
+  temperature = check_temperature(temperature)
   _check_block_size(block_size)
   return _nt_xent(z1, z2, temperature, block_size=block_size,
                   bounded=_bounded(temperature), axis_name=axis_name)
@@ -604,7 +593,9 @@ def info_nce_blockwise(
     key: [N, D] key embeddings; row i is the positive of query i.
     negatives: optional [K, D] queue of negatives, replicated (never gathered)
       when `axis_name` is given.
-    temperature: softmax temperature T > 0 (may be a traced value).
+    temperature: softmax temperature T, a finite number > 0 or a shape-() /
+      shape-(1,) array (may be traced); see
+      `ssl_jax.losses._common.check_temperature`.
     block_size: query rows per similarity tile.
     axis_name: mesh/pmap axis over which queries and keys are split; the
       in-batch candidates are then the keys of every device.
@@ -621,7 +612,7 @@ def info_nce_blockwise(
   """
   _check_pair("query", query, "key", key)
   _check_negatives(negatives, query)
-  _check_temperature(temperature)
+  temperature = check_temperature(temperature)
   _check_block_size(block_size)
   return _info_nce(query, key, negatives, temperature, block_size=block_size,
                    bounded=_bounded(temperature), axis_name=axis_name)
@@ -654,7 +645,9 @@ def supcon_blockwise(
     z: [M, D] embeddings (any float dtype); for two views of N images, stack
       them to M = 2N with their labels repeated.
     labels: [M] integer class labels (any values).
-    temperature: softmax temperature T > 0 (may be a traced value).
+    temperature: softmax temperature T, a finite number > 0 or a shape-() /
+      shape-(1,) array (may be traced); see
+      `ssl_jax.losses._common.check_temperature`.
     block_size: anchor rows per similarity tile.
     axis_name: mesh/pmap axis over which z and labels are split; the
       candidates and their labels are then gathered from every device.
@@ -679,7 +672,7 @@ def supcon_blockwise(
     raise ValueError(
         f"`labels` must have shape [M] = ({z.shape[0]},) to match `z` of "
         f"shape {tuple(z.shape)}, got {tuple(labels_shape)}.")
-  _check_temperature(temperature)
+  temperature = check_temperature(temperature)
   _check_block_size(block_size)
   return _supcon(z, labels, temperature, block_size=block_size,
                  bounded=_bounded(temperature), axis_name=axis_name)

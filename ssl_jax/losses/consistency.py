@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_choice, check_float, check_nonempty, check_positive,
-    check_same_shape, global_sum)
+    as_array, axis_size, check_choice, check_float, check_nonempty,
+    check_same_shape, check_temperature, global_sum)
 
 
 def _check_probability(value, name: str) -> None:
@@ -27,12 +27,6 @@ def _check_probability(value, name: str) -> None:
     return   # traced: cannot be checked at trace time
   if not 0.0 <= v <= 1.0:
     raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
-
-
-def _safe_log(p: jax.Array) -> jax.Array:
-  """log p with log 0 = -inf and no inf/NaN gradient at 0."""
-  positive = p > 0
-  return jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), -jnp.inf)
 
 
 def _weighted_log_ratio(w: jax.Array, log_w: jax.Array, log_r: jax.Array) -> jax.Array:
@@ -54,12 +48,18 @@ def sharpen(probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
   Computed as `softmax(log(p) / T)` (no underflow of p^(1/T) for small T).
   T < 1 sharpens, T = 1 is the identity, T -> 0 tends to one-hot.
 
+  A row with no positive entry (all zeros: what a masked-out or padded row
+  looks like) has no distribution to sharpen; it returns the uniform
+  distribution 1/C instead of 0/0 = NaN, and its gradients (with respect to
+  `probs` and a traced `temperature`) are finite (zero).
+
   Reference: Berthelot et al., "MixMatch", 2019, arXiv:1905.02249 (eq. 7);
   Xie et al., "Unsupervised Data Augmentation", 2019, arXiv:1904.12848.
 
   Args:
-    probs: [..., C] probabilities.
-    temperature: T > 0.
+    probs: [..., C] probabilities (rows of zeros allowed, see above).
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced; `ssl_jax.losses._common.check_temperature`).
 
   Returns:
     [..., C] float32 probabilities.
@@ -71,9 +71,18 @@ def sharpen(probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
   """
   probs = as_array(probs, "probs")
   check_float(probs, "probs")
-  check_positive(temperature, "temperature")
-  return jax.nn.softmax(_safe_log(probs.astype(jnp.float32))
-                        / jnp.asarray(temperature, jnp.float32), axis=-1)
+  temperature = check_temperature(temperature)
+  p = probs.astype(jnp.float32)
+  positive = p > 0
+  # Divide only finite logs: -inf / T would give the temperature's gradient
+  # 0 * inf = NaN wherever a probability is 0.
+  log_p = jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), 0.0)
+  logits = jnp.where(positive, log_p / jnp.asarray(temperature, jnp.float32),
+                     -jnp.inf)
+  # A row without any positive entry would be softmax(all -inf) = NaN: give
+  # it equal logits, i.e. the uniform distribution.
+  empty = ~jnp.any(positive, axis=-1, keepdims=True)
+  return jax.nn.softmax(jnp.where(empty, 0.0, logits), axis=-1)
 
 
 def confidence_mask(probs: jax.Array, threshold: float | jax.Array
@@ -132,7 +141,8 @@ def consistency(
     teacher_logits: [..., C] logits of the teacher (e.g. weak augmentation);
       no gradient flows into them.
     kind: "kl", "mse" or "js".
-    sharpen_temperature: optional T > 0 for the teacher target.
+    sharpen_temperature: optional T for the teacher target, a finite number
+      > 0 or a shape-() / shape-(1,) array (may be traced).
     confidence_threshold: optional threshold in [0, 1].
     axis_name: axis over which the batch is sharded (global mean).
 
@@ -162,7 +172,8 @@ def consistency(
   if sharpen_temperature is None:
     target_logits = t
   else:
-    check_positive(sharpen_temperature, "sharpen_temperature")
+    sharpen_temperature = check_temperature(sharpen_temperature,
+                                            "sharpen_temperature")
     target_logits = t / jnp.asarray(sharpen_temperature, jnp.float32)
   log_q = jax.nn.log_softmax(target_logits, axis=-1)
   q = jnp.exp(log_q)

@@ -28,9 +28,9 @@ import optax
 
 from ssl_jax.losses import blockwise
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_int, check_ndim, check_nonempty, check_positive,
-    check_rows, check_same_shape, gather_rows, global_sum, l2_normalize,
-    local_row_offset)
+    as_array, axis_size, check_float, check_int, check_ndim, check_nonempty,
+    check_rows, check_same_shape, check_temperature, gather_rows, global_sum,
+    l2_normalize, local_row_offset)
 
 _ce = optax.losses.softmax_cross_entropy_with_integer_labels
 
@@ -98,7 +98,9 @@ def nt_xent(
     z1: [N, D] embeddings of the first view.
     z2: [N, D] embeddings of the second view; row i is the other view of
       row i of `z1`.
-    temperature: T > 0 (may be a traced array, e.g. a learned temperature).
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced, e.g. a learned temperature); the same rule for every
+      `implementation` (`ssl_jax.losses._common.check_temperature`).
     axis_name: mesh/pmap axis over which the batch is sharded. Negatives then
       come from every device and the result is the global-batch loss.
     implementation: "dense" materialises the similarity matrix; "blockwise"
@@ -123,7 +125,7 @@ def nt_xent(
   z1 = _embeddings(z1, "z1")
   z2 = _embeddings(z2, "z2")
   check_same_shape(z1, "z1", z2, "z2")
-  check_positive(temperature, "temperature")
+  temperature = check_temperature(temperature)
   if _use_fused(implementation, axis_name):
     return _fused().nt_xent_fused(z1, z2, temperature=temperature)
   if _use_blockwise(implementation, 2 * z1.shape[0] * axis_size(axis_name)):
@@ -178,7 +180,9 @@ def info_nce(
     negatives: optional [K, D] negatives shared by all queries (a queue).
       Under `axis_name` it must be the same on every device (replicated) and
       it is not gathered.
-    temperature: T > 0 (may be traced).
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); the same rule for every `implementation`
+      (`ssl_jax.losses._common.check_temperature`).
     axis_name: axis over which query/key are sharded. In the in-batch form
       the keys are gathered from every device; the result is the
       global-batch loss.
@@ -206,7 +210,7 @@ def info_nce(
   query = _embeddings(query, "query")
   key = _embeddings(key, "key")
   check_same_shape(query, "query", key, "key")
-  check_positive(temperature, "temperature")
+  temperature = check_temperature(temperature)
   if _use_fused(implementation, axis_name):
     return _fused().info_nce_fused(query, key, negatives=negatives,
                                    temperature=temperature)
@@ -322,7 +326,9 @@ def supcon(
   Args:
     z: [M, D] embeddings.
     labels: [M] integer class labels.
-    temperature: T > 0 (may be traced).
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); the same rule for every `implementation`
+      (`ssl_jax.losses._common.check_temperature`).
     axis_name: axis over which z/labels are sharded; the candidates (and
       their labels) are gathered from every device.
     implementation: "dense" materialises the similarity matrix; "blockwise"
@@ -345,7 +351,7 @@ def supcon(
   check_int(labels, "labels")
   check_ndim(labels, "labels", 1, "[M]")
   check_rows(labels, "labels", z.shape[0], "z", z.shape)
-  check_positive(temperature, "temperature")
+  temperature = check_temperature(temperature)
   if _use_blockwise(implementation, z.shape[0] * axis_size(axis_name)):
     return blockwise.supcon_blockwise(z, labels, temperature=temperature,
                                       block_size=block_size, axis_name=axis_name)

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_ndim, check_nonempty, check_positive,
-    check_same_shape, global_sum, l2_normalize)
+    as_array, axis_size, check_float, check_ndim, check_nonempty,
+    check_same_shape, check_temperature, global_sum, l2_normalize)
 
 
 def byol_loss(
@@ -96,8 +96,10 @@ def dino_loss(
     teacher_logits: [T, B, K] or [B, K] teacher outputs (gradient stopped
       here).
     center: [K] running center of the teacher outputs (see `update_center`).
-    student_temp: student temperature > 0.
-    teacher_temp: teacher temperature > 0; may be traced (DINO warms it up).
+    student_temp: student temperature, a finite number > 0 or a shape-() /
+      shape-(1,) array (`ssl_jax.losses._common.check_temperature`).
+    teacher_temp: teacher temperature, the same rule; may be traced (DINO
+      warms it up).
     axis_name: axis over which B is sharded; the mean is global.
 
   Returns:
@@ -123,8 +125,8 @@ def dino_loss(
     raise ValueError(
         f"`center` must have shape [K] = ({k},) for logits with K = {k}, got "
         f"center.shape={center.shape}.")
-  check_positive(student_temp, "student_temp")
-  check_positive(teacher_temp, "teacher_temp")
+  student_temp = check_temperature(student_temp, "student_temp")
+  teacher_temp = check_temperature(teacher_temp, "teacher_temp")
   two_d = student_logits.ndim == 2 and teacher_logits.ndim == 2
   n_s, b = s.shape[:2]
   n_t = t.shape[0]

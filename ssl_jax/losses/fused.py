@@ -94,11 +94,11 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from ssl_jax.losses._common import check_temperature
 from ssl_jax.losses._common import l2_normalize
 from ssl_jax.losses.blockwise import _check_embeddings
 from ssl_jax.losses.blockwise import _check_negatives
 from ssl_jax.losses.blockwise import _check_pair
-from ssl_jax.losses.blockwise import _check_temperature
 from ssl_jax.losses.blockwise import _matmul_dtype
 
 __all__ = ["info_nce_fused", "lse_sum_fused", "nt_xent_fused"]
@@ -615,8 +615,9 @@ def lse_sum_fused(
     anchors: [M, D] float array (bfloat16/float16 products stay 16-bit with
       float32 accumulation; other dtypes run in float32).
     candidates: [K, D] float array.
-    temperature: T > 0; a Python number is compiled into the kernel, a
-      traced value scales the anchors before it.
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (`ssl_jax.losses._common.check_temperature`); a concrete value is
+      compiled into the kernel, a traced one scales the anchors before it.
     exclude_self: leave out column `a` of row `a` (NT-Xent, where the
       candidates are the anchors); rows `a >= K` have no such column.
     weights: optional [M] row weights (default 1). Rows of weight 0 are left
@@ -663,7 +664,7 @@ def lse_sum_fused(
     raise ValueError(
         f"`candidates` must have shape [K, D] with the anchors' D = "
         f"{anchors.shape[1]}, got shape {tuple(candidates.shape)}.")
-  _check_temperature(temperature)
+  temperature = check_temperature(temperature)
   if not isinstance(exclude_self, bool):
     raise ValueError(f"`exclude_self` must be a bool, got {exclude_self!r}.")
   num_rows = anchors.shape[0]
@@ -720,7 +721,8 @@ def nt_xent_fused(
       keep 16-bit products).
     z2: [N, D] embeddings of the second view; row i is the positive of row i
       of `z1`.
-    temperature: T > 0 (a Python number, or a traced value).
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); see `ssl_jax.losses._common.check_temperature`.
     block_rows: forward tile rows; it and the other keyword arguments
       (block_cols, bwd_block_outer, bwd_block_inner, fuse_anchor_grad,
       splits, precision, interpret, num_warps, num_stages) are the kernel
@@ -737,7 +739,7 @@ def nt_xent_fused(
   ((), dtype('float32'))
   """
   _check_pair("z1", z1, "z2", z2)
-  _check_temperature(temperature)
+  temperature = check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
                             bwd_block_inner, fuse_anchor_grad, splits,
                             precision, interpret, num_warps, num_stages)
@@ -779,7 +781,8 @@ def info_nce_fused(
     query: [N, D] queries.
     key: [N, D] keys; row i is the positive of query i.
     negatives: optional [K, D] queue of negatives.
-    temperature: T > 0 (a Python number, or a traced value).
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (may be traced); see `ssl_jax.losses._common.check_temperature`.
     block_rows: forward tile rows; it and the other keyword arguments
       (block_cols, bwd_block_outer, bwd_block_inner, fuse_anchor_grad,
       splits, precision, interpret, num_warps, num_stages) are the kernel
@@ -795,7 +798,7 @@ def info_nce_fused(
   """
   _check_pair("query", query, "key", key)
   _check_negatives(negatives, query)
-  _check_temperature(temperature)
+  temperature = check_temperature(temperature)
   options = _kernel_options(block_rows, block_cols, bwd_block_outer,
                             bwd_block_inner, fuse_anchor_grad, splits,
                             precision, interpret, num_warps, num_stages)

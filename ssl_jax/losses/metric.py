@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_choice, check_float, check_int, check_ndim, check_nonempty,
-    check_positive, check_rows, check_same_shape, gather_rows, global_sum,
+    as_array, axis_size, check_choice, check_class_labels, check_float,
+    check_global_batch, check_int, check_ndim, check_nonempty, check_positive,
+    check_rows, check_same_shape, check_temperature, gather_rows, global_sum,
     l2_normalize, local_row_offset, masked_logsumexp, pairwise_sq_distances,
     safe_sqrt)
 
@@ -344,7 +345,8 @@ def soft_nearest_neighbor(
   Args:
     x: [N, D] representations.
     labels: [N] integer labels.
-    temperature: T > 0.
+    temperature: T, a finite number > 0 or a shape-() / shape-(1,) array
+      (`ssl_jax.losses._common.check_temperature`).
     axis_name: axis over which the batch is sharded (global batch).
 
   Returns:
@@ -355,12 +357,10 @@ def soft_nearest_neighbor(
   >>> print(f"{soft_nearest_neighbor(x, jnp.array([0, 0, 1, 1])):.4f}")
   1.3351
   """
-  check_positive(temperature, "temperature")
+  temperature = check_temperature(temperature)
   x_local, all_x, same, _, not_self = _in_batch(x, labels, axis_name, "x")
-  if all_x.shape[0] < 2:
-    raise ValueError(
-        f"`x` needs at least 2 rows in the (global) batch, got x.shape="
-        f"{x_local.shape}.")
+  check_global_batch(x_local, ("x",), axis_name, minimum=2,
+                     why="(an anchor needs another row as its neighbour)")
   logits = -pairwise_sq_distances(x_local, all_x) / jnp.asarray(
       temperature, jnp.float32)
   lse_same, has_same = masked_logsumexp(logits, same)
@@ -437,6 +437,7 @@ def _classifier_inputs(features, weights, labels):
         f"{features.shape[1]}, got weights.shape={weights.shape} and "
         f"features.shape={features.shape}.")
   labels = _labels_for(labels, features, "features")
+  check_class_labels(labels, "labels", weights.shape[1], "weights.shape[1]")
   return (features.astype(jnp.float32), weights.astype(jnp.float32), labels)
 
 
@@ -491,7 +492,10 @@ def l_softmax(
   Args:
     features: [B, D] features x.
     weights: [D, C] last-layer weights W (no bias).
-    labels: [B] integer classes.
+    labels: [B] integer classes in [0, C). Concrete labels outside it raise
+      ValueError; traced ones (under jit / vmap) cannot be checked and then
+      give a NaN loss (label >= C or < -C) or a wrong, finite one
+      (-C <= label < 0, which indexing wraps around).
     margin: integer m >= 1.
     axis_name: axis over which the batch is sharded (global mean).
 
@@ -546,7 +550,10 @@ def arcface(
   Args:
     features: [B, D] features.
     weights: [D, C] class centres (columns).
-    labels: [B] integer classes.
+    labels: [B] integer classes in [0, C). Concrete labels outside it raise
+      ValueError; traced ones (under jit / vmap) cannot be checked and then
+      give a NaN loss (label >= C or < -C) or a wrong, finite one
+      (-C <= label < 0, which indexing wraps around).
     scale: s > 0.
     margin: m in radians.
     axis_name: axis over which the batch is sharded (global mean).
@@ -593,7 +600,10 @@ def cosface(
   Args:
     features: [B, D] features.
     weights: [D, C] class centres (columns).
-    labels: [B] integer classes.
+    labels: [B] integer classes in [0, C). Concrete labels outside it raise
+      ValueError; traced ones (under jit / vmap) cannot be checked and then
+      give a NaN loss (label >= C or < -C) or a wrong, finite one
+      (-C <= label < 0, which indexing wraps around).
     scale: s > 0.
     margin: m.
     axis_name: axis over which the batch is sharded (global mean).

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_float, check_ndim, check_nonempty, check_same_shape,
-    global_sum)
+    as_array, axis_size, check_float, check_global_batch, check_ndim,
+    check_nonempty, check_same_shape, global_sum)
 
 
 def _two_views(z1, z2) -> tuple[jax.Array, jax.Array]:
@@ -72,7 +72,8 @@ def barlow_twins(
   (the paper uses lambd = 5.1e-3).
 
   Args:
-    z1: [N, D] embeddings of the first view.
+    z1: [N, D] embeddings of the first view (N >= 2 in total: one row has
+      no batch statistics, ValueError).
     z2: [N, D] embeddings of the second view.
     lambd: weight of the off-diagonal (redundancy) term.
     eps: added to the variance inside the square root.
@@ -90,6 +91,10 @@ def barlow_twins(
   1.3284
   """
   z1, z2 = _two_views(z1, z2)
+  # One row standardises to all zeros (x - mean = 0), which gives the
+  # constant loss D whatever the embeddings: an error, not a silent number.
+  check_global_batch(z1, ("z1", "z2"), axis_name, minimum=2,
+                     why="to standardise each dimension over the batch")
   big_n = z1.shape[0] * axis_size(axis_name)
 
   def standardise(z):
@@ -128,7 +133,8 @@ def vicreg(
   variance term follow the authors' code).
 
   Args:
-    z1: [N, D] embeddings of the first view (N >= 2 in total).
+    z1: [N, D] embeddings of the first view (N >= 2 in total, else
+      ValueError).
     z2: [N, D] embeddings of the second view.
     sim_coeff: weight of the invariance term (lambda).
     std_coeff: weight of the variance term (mu).
@@ -147,11 +153,8 @@ def vicreg(
   z1, z2 = _two_views(z1, z2)
   n, d = z1.shape
   big_n = n * axis_size(axis_name)
-  if big_n < 2:
-    raise ValueError(
-        f"`z1`/`z2` need a (global) batch of at least 2 rows for the unbiased "
-        f"variance, got z1.shape={z1.shape} over {axis_size(axis_name)} "
-        "device(s).")
+  check_global_batch(z1, ("z1", "z2"), axis_name, minimum=2,
+                     why="for the unbiased variance")
   invariance = global_sum(jnp.sum((z1 - z2) ** 2), axis_name) / (big_n * d)
 
   def variance_and_covariance(z):

@@ -23,7 +23,8 @@ CASES = {
     "nt_xent shapes": (lambda: losses.nt_xent(Z, Z[:3]), ValueError,
                        r"`z1` and `z2`.*\(4, 3\).*\(3, 3\)"),
     "nt_xent temperature": (lambda: losses.nt_xent(Z, Z, temperature=0.0),
-                            ValueError, r"`temperature` must be > 0"),
+                            ValueError,
+                            r"`temperature` must be a finite number > 0"),
     "info_nce shapes": (lambda: losses.info_nce(Z, Z[:, :2]), ValueError,
                         r"`query` and `key`"),
     "info_nce negatives dim": (
