@@ -176,7 +176,7 @@ def check_rows(x: jax.Array, x_name: str, n: int, ref_name: str,
 
 
 def check_positive(value, name: str) -> None:
-  """Raises ValueError if `value` is a concrete number <= 0.
+  """Raises ValueError if `value` is a concrete number that is not finite and > 0.
 
   For hyperparameters such as a norm degree or a logit scale; temperatures
   go through the stricter `check_temperature`. A traced value (a learned or
@@ -186,8 +186,11 @@ def check_positive(value, name: str) -> None:
     v = float(value)
   except (jax.errors.ConcretizationTypeError, TypeError):
     return
-  if not v > 0:
-    raise ValueError(f"`{name}` must be > 0, got {value!r}.")
+  # inf is refused too: a norm degree p = inf or a logit scale s = inf does
+  # not give the limit (Chebyshev distance, hard max) but inf/inf = NaN or a
+  # wrong finite number in the formulas.
+  if not (v > 0 and v != float("inf")):
+    raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
 
 
 def is_traced(x) -> bool:

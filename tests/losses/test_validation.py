@@ -78,7 +78,7 @@ CASES = {
     "triplet_margin shapes": (lambda: losses.triplet_margin(Z, Z, Z[:2]),
                               ValueError, r"`anchor` and `negative`"),
     "triplet_margin p": (lambda: losses.triplet_margin(Z, Z, Z, p=0),
-                         ValueError, r"`p` must be > 0"),
+                         ValueError, r"`p` must be a finite number > 0"),
     "triplet mining": (lambda: losses.triplet(Z, Y, mining="hardest"),
                        ValueError, r"`mining`.*'hardest'"),
     "triplet labels": (lambda: losses.triplet(Z, Y[:2]), ValueError,

@@ -294,3 +294,19 @@ def test_valid_labels_pass_and_traced_labels_are_not_inspected(loss):
   # >= C gives a NaN loss.
   traced = jax.jit(fn)(FEATURES, WEIGHTS, np.array([0, 3, 1], np.int32))
   assert np.isnan(traced)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0, -1.0])
+@pytest.mark.parametrize("loss", ["triplet_p", "arcface_scale", "cosface_scale"])
+def test_norm_degree_and_logit_scale_must_be_finite_and_positive(loss, value):
+  # p = inf is not the Chebyshev distance in the triplet formula, and s = inf
+  # gives NaN: both are refused like 0 and negative values.
+  x = jnp.ones((2, 3), jnp.float32)
+  calls = {
+      "triplet_p": lambda: losses.triplet_margin(x, 0.5 * x, 2.0 * x, p=value),
+      "arcface_scale": lambda: losses.arcface(x, jnp.eye(3), jnp.array([0, 1]), scale=value),
+      "cosface_scale": lambda: losses.cosface(x, jnp.eye(3), jnp.array([0, 1]), scale=value),
+  }
+  name = "p" if loss == "triplet_p" else "scale"
+  with pytest.raises(ValueError, match=f"`{name}` must be a finite number > 0"):
+    calls[loss]()
