@@ -69,7 +69,7 @@ def barlow_twins(
 
   Reference: Zbontar, Jing, Misra, LeCun, Deny, "Barlow Twins:
   Self-Supervised Learning via Redundancy Reduction", 2021, arXiv:2103.03230
-  (the paper uses lambd = 5.1e-3).
+  (the paper's lambda is 5e-3, the default here; its public code uses 0.0051).
 
   Args:
     z1: [N, D] embeddings of the first view (N >= 2 in total: one row has
