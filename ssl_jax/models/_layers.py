@@ -60,3 +60,18 @@ def conv_no_bias(in_channels: int, out_channels: int, kernel_size: int, *,
 def global_avg_pool(x: jax.Array) -> jax.Array:
   """[B, H, W, C] -> [B, C]; the sum is accumulated in float32."""
   return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
+
+
+def call_block(block: nnx.Module, x: jax.Array, *, remat: bool, **kwargs: Any) -> jax.Array:
+  """`block(x, **kwargs)`, recomputed in the backward pass when `remat`.
+
+  With `remat` the block's activations are not kept for the backward pass
+  (only its input is): `nnx.remat` (jax.checkpoint) runs the block's forward
+  again when its gradient is needed. Same values and gradients, about one
+  extra forward of compute, and the activation memory of one block instead
+  of all of them, the usual trade for batches that do not fit otherwise.
+  BatchNorm statistics are updated once, as without it.
+  """
+  if not remat:
+    return block(x, **kwargs)
+  return nnx.remat(lambda b, y: b(y, **kwargs))(block, x)
