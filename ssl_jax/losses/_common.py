@@ -193,6 +193,20 @@ def check_positive(value, name: str) -> None:
     raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
 
 
+def check_finite(value, name: str) -> None:
+  """Raises ValueError if `value` is a concrete number that is inf or NaN.
+
+  For margins, which may be any sign (negative margins are used too) but
+  never infinite; a traced value (a margin schedule) is accepted.
+  """
+  try:
+    v = float(value)
+  except (jax.errors.ConcretizationTypeError, TypeError):
+    return
+  if not abs(v) < float("inf"):
+    raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+
+
 def is_traced(x) -> bool:
   """Whether `x` is a tracer (under jit, grad, vmap, shard_map ...).
 

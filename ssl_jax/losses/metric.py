@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.losses._common import (
-    as_array, axis_size, check_choice, check_class_labels, check_float,
+    as_array, axis_size, check_choice, check_class_labels, check_finite, check_float,
     check_global_batch, check_int, check_ndim, check_nonempty, check_positive,
     check_rows, check_same_shape, check_temperature, gather_rows, global_sum,
     l2_normalize, local_row_offset, masked_logsumexp, pairwise_sq_distances,
@@ -124,6 +124,7 @@ def triplet_margin(
   >>> print(f"{triplet_margin(a, pos, neg):.4f}")
   0.1414
   """
+  check_finite(margin, "margin")
   a = _float_matrix(anchor, "anchor")
   pos = _float_matrix(positive, "positive")
   neg = _float_matrix(negative, "negative")
@@ -198,6 +199,7 @@ def triplet(
   >>> print(f"{triplet(x, jnp.array([0, 0, 1, 1])):.4f}")
   1.1250
   """
+  check_finite(margin, "margin")
   check_choice(mining, "mining", _MININGS)
   x, all_x, positive, negative, _ = _in_batch(embeddings, labels, axis_name)
   sq = pairwise_sq_distances(x, all_x)
@@ -260,6 +262,7 @@ def contrastive_pair(
   >>> print(f"{contrastive_pair(x1, x2, jnp.array([True, False])):.4f}")
   0.2500
   """
+  check_finite(margin, "margin")
   x1 = _float_matrix(x1, "x1")
   x2 = _float_matrix(x2, "x2")
   check_same_shape(x1, "x1", x2, "x2")
@@ -312,6 +315,7 @@ def lifted_structured(
   >>> print(f"{lifted_structured(x, jnp.array([0, 0, 1, 1])):.4f}")
   3.0449
   """
+  check_finite(margin, "margin")
   x, all_x, positive, negative, _ = _in_batch(embeddings, labels, axis_name)
   d = safe_sqrt(pairwise_sq_distances(x, all_x))
   lse_i, has_negative = masked_logsumexp(margin - d, negative)
@@ -566,6 +570,7 @@ def arcface(
   >>> print(f"{arcface(x, jnp.eye(2), jnp.array([0]), scale=4.0):.4f}")
   0.0972
   """
+  check_finite(margin, "margin")
   check_positive(scale, "scale")
   x, w, labels = _classifier_inputs(features, weights, labels)
   cos = _cosines(x, w)
@@ -616,6 +621,7 @@ def cosface(
   >>> print(f"{cosface(x, jnp.eye(2), jnp.array([0]), scale=4.0):.4f}")
   0.1620
   """
+  check_finite(margin, "margin")
   check_positive(scale, "scale")
   x, w, labels = _classifier_inputs(features, weights, labels)
   cos = _cosines(x, w)

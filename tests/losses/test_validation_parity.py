@@ -310,3 +310,30 @@ def test_norm_degree_and_logit_scale_must_be_finite_and_positive(loss, value):
   name = "p" if loss == "triplet_p" else "scale"
   with pytest.raises(ValueError, match=f"`{name}` must be a finite number > 0"):
     calls[loss]()
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan")])
+@pytest.mark.parametrize("loss", ["triplet_margin", "triplet", "contrastive_pair",
+                                  "lifted_structured", "arcface", "cosface"])
+def test_margins_must_be_finite(loss, value):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+  labels = jnp.array([0, 0, 1, 1])
+  calls = {
+      "triplet_margin": lambda: losses.triplet_margin(x, 0.5 * x, 2.0 * x, margin=value),
+      "triplet": lambda: losses.triplet(x, labels, margin=value),
+      "contrastive_pair": lambda: losses.contrastive_pair(x, x[::-1], labels == labels[::-1],
+                                                          margin=value),
+      "lifted_structured": lambda: losses.lifted_structured(x, labels, margin=value),
+      "arcface": lambda: losses.arcface(x, jnp.eye(3)[:, :2], labels, margin=value),
+      "cosface": lambda: losses.cosface(x, jnp.eye(3)[:, :2], labels, margin=value),
+  }
+  with pytest.raises(ValueError, match="`margin` must be a finite number"):
+    calls[loss]()
+
+
+def test_a_negative_margin_is_allowed():
+  # Negative margins are a studied variant (e.g. Liu et al. 2020, "Negative
+  # Margin Matters", arXiv:2003.12060): finite values of either sign pass.
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+  assert np.isfinite(losses.cosface(x, jnp.eye(3)[:, :2], jnp.array([0, 0, 1, 1]),
+                                    margin=-0.2))
