@@ -6,7 +6,9 @@ valid names otherwise.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,12 @@ ENCODERS: dict[str, Callable[..., nnx.Module]] = {
     "mlp": _mlp_encoder,
 }
 
+# What a preset fixes itself (passing it again would be a TypeError).
+_PRESET_FIXED: dict[str, tuple[str, ...]] = {
+    **{f"resnet{d}": ("block", "stage_sizes") for d in (18, 34, 50, 101)},
+    **{f"vit_{s}": ("dim", "depth", "num_heads") for s in ("tiny", "small", "base")},
+}
+
 HEADS: dict[str, Callable[..., nnx.Module]] = {
     "mlp": heads.ProjectionMLP,
     "simclr": heads.simclr_projector,
@@ -74,8 +82,8 @@ def create_encoder(name: str, *, in_channels: int, dtype: Dtype = jnp.float32,
   """Builds the encoder called `name`; `kwargs` go to its constructor.
 
   Names: resnet18/34/50/101 (kwargs: width_multiplier, stem,
-  zero_init_residual, num_classes), vit_tiny/small/base (image_size,
-  patch_size, use_mask_token, drop_path_rate, pool, ...), vit (the same plus
+  zero_init_residual, remat, num_classes), vit_tiny/small/base (image_size,
+  patch_size, use_mask_token, drop_path_rate, pool, remat, ...), vit (the same plus
   dim, depth, num_heads: a ViT of any size), small_convnet
   (widths), mlp (image_size or in_features, hidden_features).
 
@@ -91,8 +99,33 @@ def create_encoder(name: str, *, in_channels: int, dtype: Dtype = jnp.float32,
   if name not in ENCODERS:
     raise ValueError(f"create_encoder: unknown encoder name {name!r}; valid "
                      f"names: {', '.join(ENCODERS)}.")
+  options = encoder_options(name)
+  unknown = sorted(set(kwargs) - set(options))
+  if unknown:
+    # A config's encoder_kwargs reach here: name the key and the valid ones
+    # instead of the constructor's TypeError.
+    raise ValueError(f"create_encoder: encoder {name!r} has no option(s) {unknown}; "
+                     f"its options: {', '.join(options)}.")
   return ENCODERS[name](in_channels=in_channels, dtype=dtype,
                         param_dtype=param_dtype, rngs=rngs, **kwargs)
+
+
+def encoder_options(name: str) -> list[str]:
+  """The keyword options of encoder `name` (what `encoder_kwargs` may set)."""
+  def signature(fn):
+    # A class: its __init__ (NNX's metaclass hides the constructor's own).
+    return inspect.signature(fn.__init__ if isinstance(fn, type) else fn).parameters
+
+  fn = ENCODERS[name]
+  params = dict(signature(fn))
+  if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    # A preset (resnet18, vit_small, ...) passes its kwargs to the class it builds.
+    built = typing.get_type_hints(fn).get("return")
+    if built is not None:
+      params.update(signature(built))
+  fixed = {"in_channels", "dtype", "param_dtype", "rngs", "self", *_PRESET_FIXED.get(name, ())}
+  return [k for k, p in params.items()
+          if k not in fixed and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
 
 
 def create_head(name: str, in_features: int, *, dtype: Dtype = jnp.float32,

@@ -60,9 +60,34 @@ def test_create_encoder_errors():
     assert name in str(info.value)
   with pytest.raises(ValueError, match="image_size.*in_features"):
     models.create_encoder("mlp", in_channels=3, rngs=nnx.Rngs(0))
-  with pytest.raises(TypeError):
+  # An option the encoder lacks (a typo in a config's encoder_kwargs) names
+  # itself and the valid ones; so does one a preset fixes itself.
+  with pytest.raises(ValueError, match=r"'small_convnet' has no option\(s\) \['depth'\]; "
+                                       r"its options: widths"):
     models.create_encoder("small_convnet", in_channels=3, depth=3,
                           rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r"'resnet18' has no option\(s\) \['stage_sizes'\]"):
+    models.create_encoder("resnet18", in_channels=3, stage_sizes=(1,), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name", sorted(models.ENCODERS))
+def test_every_listed_encoder_option_is_accepted(name):
+  # The listed options are exactly what the constructor takes: build each
+  # encoder (shapes only) with every option at a valid value.
+  from ssl_jax.models.registry import encoder_options
+  valid = {"width_multiplier": 0.125, "stem": "cifar", "zero_init_residual": True,
+           "remat": True, "num_classes": 3, "image_size": 8, "patch_size": 4, "dim": 8,
+           "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "pool": "mean",
+           "use_mask_token": True, "drop_path_rate": 0.1, "attention_implementation": None,
+           "widths": (4, 8), "in_features": 12, "hidden_features": (8,)}
+  options = encoder_options(name)
+  assert options and set(options) <= set(valid), options
+  kwargs = {k: valid[k] for k in options}
+  if name == "mlp":
+    del kwargs["image_size"]  # one of image_size / in_features
+  enc = nnx.eval_shape(lambda: models.create_encoder(name, in_channels=3, rngs=nnx.Rngs(0),
+                                                     **kwargs))
+  assert enc.num_features > 0
 
 
 def test_mlp_encoder_size_from_image_size_or_in_features():
