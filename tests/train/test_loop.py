@@ -207,3 +207,33 @@ def test_the_collapse_monitor_is_logged_on_the_last_step_and_never_as_nan(tmp_pa
     # step it skipped leaves the key out instead of logging NaN.
     assert ("effective_rank" in record) == (step != 5), step
     assert np.isfinite(record.get("effective_rank", 1.0)), step
+
+
+def _run_on_devices(workdir, devices, *extra):
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  flags = env.pop("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+  if flags.strip():
+    env["XLA_FLAGS"] = flags.strip()
+  proc = subprocess.run(
+      [sys.executable, "-m", "tests.train.tiny_run", workdir, "--steps", str(STEPS),
+       "--local-devices", str(devices), *extra], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("first,then", [(8, 1), (1, 4)])
+def test_a_run_resumes_on_another_number_of_devices(reference, tmp_path, first, then):
+  # Preempted on one machine, resumed on a smaller or larger one: the
+  # checkpoint restores into the new mesh and the global-view step continues
+  # the same run.
+  _, ref_losses = reference
+  workdir = str(tmp_path / "run")
+  stopped = _run_on_devices(workdir, first, "--stop-after", "3")
+  assert stopped["status"] == "preempted" and stopped["devices"] == first
+  resumed = _run_on_devices(workdir, then)
+  assert resumed == {"status": "completed", "step": STEPS, "devices": then, "processes": 1}
+  got = _losses(workdir)
+  assert [s for s, _ in got] == [s for s, _ in ref_losses]
+  # Another device count sums in another order: equal to float32 rounding.
+  np.testing.assert_allclose([l for _, l in got], [l for _, l in ref_losses], rtol=2e-5)
