@@ -23,8 +23,9 @@ wall times (pretrain including compilation, evaluation) and metrics, and
 once the library versions and device. Recipes whose data are not on this
 machine (CIFAR, ImageNet) are listed in a second table, not run.
 
-Flags: --methods (subset), --workdir-root (one workdir per row; a finished
-row is resumed, i.e. not retrained), --epochs-scale (multiplies epochs and
+Flags: --methods (subset), --workdir-root (one workdir per row; running
+the same command again keeps the rows it finished, with their results, and
+resumes a row cut short from its checkpoint), --epochs-scale (multiplies epochs and
 warm-up; 0.01 gives a CPU smoke run), --quick (synthetic 28x28 data, tiny
 encoder and heads, 2 steps: exercises the whole pipeline in CI),
 --time-budget-s (rows not started when it runs out are marked "not run:
@@ -197,6 +198,26 @@ def _finetune_key(fraction: float) -> str:
   return f"finetune_{fraction * 100:g}pct"
 
 
+ROW_CACHE = "table_row.json"
+
+
+def cached_row(workdir: str, fingerprint: str, finetune_epochs: int) -> dict | None:
+  """A row this command finished before in `workdir` (same config), or None.
+
+  Lets a run cut short (a time limit, a preempted machine) continue with
+  the rows it had not reached, keeping the finished ones as they were.
+  """
+  try:
+    with open(os.path.join(workdir, ROW_CACHE)) as f:
+      cache = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if (cache.get("fingerprint") != fingerprint
+      or cache.get("finetune_epochs") != finetune_epochs):
+    return None
+  return cache
+
+
 def run_row(row: Row, config, *, workdir: str, num_train: int, with_baselines: bool,
             finetune_epochs: int = FINETUNE_EPOCHS) -> dict:
   """Pretrains and evaluates one row in place; returns the baselines' results."""
@@ -233,6 +254,9 @@ def run_row(row: Row, config, *, workdir: str, num_train: int, with_baselines: b
       row.metrics[_finetune_key(fraction) + "_labels"] = m["labels"]
   row.eval_s = time.perf_counter() - t0
   row.status = "done"
+  with open(os.path.join(workdir, ROW_CACHE), "w") as f:
+    json.dump({"fingerprint": row.fingerprint, "finetune_epochs": finetune_epochs,
+               "row": dataclasses.asdict(row), "baselines": baselines}, f, default=float)
   return baselines
 
 
@@ -430,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   methods = parse_methods(args.methods)
   from ssl_jax import experiment
   from ssl_jax import methods as methods_lib
+  from ssl_jax.train import checkpoint as ckpt_lib
 
   start = time.perf_counter()
   num_train = None
@@ -449,9 +474,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     method = row.method
     if rows.index(row):
       write_outputs(args, argv, rows, baselines, start)
-    if args.time_budget_s is not None and time.perf_counter() - start > args.time_budget_s:
-      row.status = NOT_RUN_TIME
-      continue
     config = experiment.load_config(config_path(method))
     if config.method not in methods_lib.REGISTRY:
       row.status = f"not run: method {config.method!r} is not registered"
@@ -459,11 +481,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = row_config(method, epochs_scale=args.epochs_scale, quick=args.quick,
                         data_dir=args.data_dir, num_train=num_train,
                         overrides=args.override)
+    workdir = os.path.join(args.workdir_root, method)
+    cache = cached_row(workdir, ckpt_lib.config_fingerprint(experiment.config_to_dict(config)),
+                       args.finetune_epochs)
+    if cache and (baselines or cache["baselines"]):
+      # Finished by an earlier run of this command: kept, not redone.
+      for key, value in cache["row"].items():
+        setattr(row, key, value)
+      baselines = baselines or cache["baselines"]
+      print(f"[{method}] done earlier, kept from {workdir}", flush=True)
+      continue
+    if args.time_budget_s is not None and time.perf_counter() - start > args.time_budget_s:
+      row.status = NOT_RUN_TIME
+      continue
     n = num_train or len(experiment.build_dataset(config, config.data.split))
     print(f"[{method}] pretraining ({effective_epochs(config, n):g} epochs, batch "
           f"{config.batch_size})", flush=True)
     try:
-      got = run_row(row, config, workdir=os.path.join(args.workdir_root, method),
+      got = run_row(row, config, workdir=workdir,
                     num_train=n, with_baselines=not baselines,
                     finetune_epochs=args.finetune_epochs)
     except Exception as e:  # one failing row (e.g. a diverging loss) keeps the table

@@ -115,8 +115,11 @@ case "$PART" in
       step 300 table python experiments/fashion_mnist_table.py --quick --methods simclr \
         --workdir-root "$WORK/runs" --output "$RESULTS/fashion_mnist_table"
     else
+      # The workdirs stay in the checkout (runs/ is ignored): the same part
+      # called again on the still-warm machine keeps the finished rows and
+      # runs the rest; the table it packs then holds them all.
       step 560 table python experiments/fashion_mnist_table.py --data-dir "$DATA" \
-        --time-budget-s 450 --workdir-root "$WORK/runs" \
+        --time-budget-s 450 --workdir-root runs/fashion_mnist_table \
         --output "$RESULTS/fashion_mnist_table"
     fi
     ;;

@@ -138,3 +138,21 @@ def test_a_run_killed_part_way_leaves_the_rows_it_finished(tmp_path, monkeypatch
   assert [r["status"] for r in payload["rows"]] == ["done", table["NOT_REACHED"]]
   with open(out + ".md") as f:
     assert table["NOT_REACHED"] in f.read()
+
+  # The same command again keeps the finished row (run_row is not called for
+  # it) and runs the one it had not reached.
+  ran = []
+
+  def run_row_again(row, config, **kwargs):
+    ran.append(row.method)
+    return real_run_row(row, config, **kwargs)
+
+  monkeypatch.setitem(table["main"].__globals__, "run_row", run_row_again)
+  table["main"](["--quick", "--methods", "simclr", "byol", "--workdir-root",
+                 str(tmp_path / "runs"), "--output", out])
+  assert ran == ["byol"]
+  with open(out + ".json") as f:
+    again = json.load(f)
+  assert [r["status"] for r in again["rows"]] == ["done", "done"]
+  assert again["rows"][0] == payload["rows"][0]
+  assert again["baselines"] == payload["baselines"]
