@@ -94,6 +94,11 @@ def _parse_value(text: str, current: Any) -> Any:
     return float(text)
   if isinstance(current, str):
     return text
+  # A new key (free-form dicts): true/false in any case are booleans, as for
+  # an existing boolean key; a bare word would otherwise stay a string, and
+  # the string "false" is truthy.
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):

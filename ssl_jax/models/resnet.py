@@ -204,7 +204,9 @@ class ResNet(nnx.Module):
     self.in_channels = in_channels
     self.stem = stem
     self.dtype = dtype
-    self.remat = bool(remat)
+    if not isinstance(remat, bool):
+      raise ValueError(f"{owner}: `remat` must be True or False, got {remat!r}.")
+    self.remat = remat
 
     if stem == "imagenet":
       self.conv1 = conv_no_bias(in_channels, base, 7, stride=2, **kw)

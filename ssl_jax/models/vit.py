@@ -263,7 +263,9 @@ class ViT(nnx.Module):
                dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32,
                rngs: nnx.Rngs):
     owner = type(self).__name__
-    self.remat = bool(remat)
+    if not isinstance(remat, bool):
+      raise ValueError(f"{owner}: `remat` must be True or False, got {remat!r}.")
+    self.remat = remat
     for name, value in (("in_channels", in_channels),
                         ("patch_size", patch_size), ("dim", dim),
                         ("depth", depth), ("num_heads", num_heads)):

@@ -118,3 +118,19 @@ def test_remat_redraws_the_same_stochastic_depth_drops():
   np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7),
                out[False][1], out[True][1])
+
+
+def test_remat_must_be_a_boolean():
+  # A string such as "false" is truthy: refused instead of read as True.
+  for name, extra in (("resnet18", {}), ("vit", {"image_size": 8, "patch_size": 4, "dim": 8,
+                                                  "depth": 1, "num_heads": 2})):
+    with pytest.raises(ValueError, match="`remat` must be True or False, got 'false'"):
+      models.create_encoder(name, in_channels=3, rngs=nnx.Rngs(0), remat="false", **extra)
+
+
+def test_a_new_boolean_key_in_a_config_override_is_a_boolean():
+  from ssl_jax import experiment
+  config = experiment.base_config()
+  for text, value in (("false", False), ("False", False), ("TRUE", True), ("true", True)):
+    got = experiment.apply_overrides(config, [f"backbone.encoder_kwargs.remat={text}"])
+    assert got.backbone.encoder_kwargs.remat is value, text
