@@ -175,35 +175,41 @@ def check_rows(x: jax.Array, x_name: str, n: int, ref_name: str,
         f"{x_name}.shape={x.shape} and {ref_name}.shape={ref_shape}.")
 
 
-def check_positive(value, name: str) -> None:
-  """Raises ValueError if `value` is a concrete number that is not finite and > 0.
-
-  For hyperparameters such as a norm degree or a logit scale; temperatures
-  go through the stricter `check_temperature`. A traced value (a learned or
-  scheduled one) cannot be inspected at trace time and is accepted.
-  """
+def _concrete_values(value, name: str) -> np.ndarray | None:
+  """`value` as a float64 array, or None for a traced value (not inspectable)."""
+  if is_traced(value):
+    return None
   try:
-    v = float(value)
-  except (jax.errors.ConcretizationTypeError, TypeError):
-    return
+    return np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError):
+    raise TypeError(f"`{name}` must be a number or an array of numbers, got "
+                    f"{value!r} of type {type(value).__name__}.") from None
+
+
+def check_positive(value, name: str) -> None:
+  """Raises ValueError unless every concrete value is finite and > 0.
+
+  For hyperparameters such as a norm degree or a logit scale (a number or an
+  array of them); temperatures go through the stricter `check_temperature`.
+  A traced value (a learned or scheduled one) cannot be inspected at trace
+  time and is accepted.
+  """
+  values = _concrete_values(value, name)
   # inf is refused too: a norm degree p = inf or a logit scale s = inf does
   # not give the limit (Chebyshev distance, hard max) but inf/inf = NaN or a
   # wrong finite number in the formulas.
-  if not (v > 0 and v != float("inf")):
+  if values is not None and not np.all(np.isfinite(values) & (values > 0)):
     raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
 
 
 def check_finite(value, name: str) -> None:
-  """Raises ValueError if `value` is a concrete number that is inf or NaN.
+  """Raises ValueError if a concrete value is inf or NaN.
 
   For margins, which may be any sign (negative margins are used too) but
   never infinite; a traced value (a margin schedule) is accepted.
   """
-  try:
-    v = float(value)
-  except (jax.errors.ConcretizationTypeError, TypeError):
-    return
-  if not abs(v) < float("inf"):
+  values = _concrete_values(value, name)
+  if values is not None and not np.all(np.isfinite(values)):
     raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
 
 

@@ -337,3 +337,19 @@ def test_a_negative_margin_is_allowed():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
   assert np.isfinite(losses.cosface(x, jnp.eye(3)[:, :2], jnp.array([0, 0, 1, 1]),
                                     margin=-0.2))
+
+
+@pytest.mark.parametrize("wrap", [np.array, jnp.array], ids=["numpy", "jax"])
+def test_array_valued_scales_p_and_margins_are_checked_too(wrap):
+  x = jnp.ones((2, 3), jnp.float32)
+  labels = jnp.array([0, 1])
+  with pytest.raises(ValueError, match="`scale` must be a finite number > 0"):
+    losses.arcface(x, jnp.eye(3)[:, :2], labels, scale=wrap([np.inf]))
+  with pytest.raises(ValueError, match="`p` must be a finite number > 0"):
+    losses.triplet_margin(x, 0.5 * x, 2.0 * x, p=wrap([np.inf]))
+  with pytest.raises(ValueError, match="`margin` must be a finite number"):
+    losses.triplet_margin(x, 0.5 * x, 2.0 * x, margin=wrap([1.0, np.nan]))
+  # Valid arrays pass, and traced values are accepted unchecked.
+  assert np.isfinite(losses.triplet_margin(x, 0.5 * x, 2.0 * x, margin=wrap([1.0, 0.5])))
+  assert np.isfinite(jax.jit(lambda s: losses.cosface(x, jnp.eye(3)[:, :2], labels,
+                                                      scale=s))(4.0))
