@@ -48,10 +48,10 @@ def sharpen(probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
   Computed as `softmax(log(p) / T)` (no underflow of p^(1/T) for small T).
   T < 1 sharpens, T = 1 is the identity, T -> 0 tends to one-hot.
 
-  A row with no positive entry (all zeros: what a masked-out or padded row
-  looks like) has no distribution to sharpen; it returns the uniform
-  distribution 1/C instead of 0/0 = NaN, and its gradients (with respect to
-  `probs` and a traced `temperature`) are finite (zero).
+  An all-zero row (what a masked-out or padded row looks like) has no
+  distribution to sharpen; it returns the uniform distribution 1/C instead
+  of 0/0 = NaN, and its gradients (with respect to `probs` and a traced
+  `temperature`) are finite (zero). A row with a NaN entry returns NaN.
 
   Reference: Berthelot et al., "MixMatch", 2019, arXiv:1905.02249 (eq. 7);
   Xie et al., "Unsupervised Data Augmentation", 2019, arXiv:1904.12848.
@@ -79,10 +79,12 @@ def sharpen(probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
   log_p = jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), 0.0)
   logits = jnp.where(positive, log_p / jnp.asarray(temperature, jnp.float32),
                      -jnp.inf)
-  # A row without any positive entry would be softmax(all -inf) = NaN: give
-  # it equal logits, i.e. the uniform distribution.
-  empty = ~jnp.any(positive, axis=-1, keepdims=True)
-  return jax.nn.softmax(jnp.where(empty, 0.0, logits), axis=-1)
+  # An all-zero row would be softmax(all -inf) = NaN: give it equal logits,
+  # i.e. the uniform distribution. A NaN entry stays NaN (its whole row
+  # becomes NaN): a diverged teacher must not turn into a tidy target.
+  empty = jnp.all(p == 0, axis=-1, keepdims=True)
+  logits = jnp.where(jnp.isnan(p), jnp.nan, jnp.where(empty, 0.0, logits))
+  return jax.nn.softmax(logits, axis=-1)
 
 
 def confidence_mask(probs: jax.Array, threshold: float | jax.Array

@@ -353,3 +353,12 @@ def test_array_valued_scales_p_and_margins_are_checked_too(wrap):
   assert np.isfinite(losses.triplet_margin(x, 0.5 * x, 2.0 * x, margin=wrap([1.0, 0.5])))
   assert np.isfinite(jax.jit(lambda s: losses.cosface(x, jnp.eye(3)[:, :2], labels,
                                                       scale=s))(4.0))
+
+
+def test_sharpen_keeps_nan_rows_nan():
+  # Only all-zero rows become uniform; a diverged (NaN) row must stay visible.
+  probs = jnp.array([[jnp.nan, 0.5, 0.5], [jnp.nan] * 3, [0.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+  q = np.asarray(losses.sharpen(probs, 0.5))
+  assert np.isnan(q[0]).all() and np.isnan(q[1]).all()
+  np.testing.assert_allclose(q[2], np.full(3, 1 / 3), rtol=1e-6)
+  assert np.isfinite(q[3]).all()
