@@ -180,11 +180,17 @@ def versions() -> dict[str, str]:
     pass
   try:
     out["ssl_jax commit"] = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+        ["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True,
         timeout=10).stdout.strip() or "unknown"
   except (OSError, subprocess.SubprocessError):
     out["ssl_jax commit"] = "unknown"
   return out
+
+
+def code_version() -> dict[str, str]:
+  """What a cached row's numbers depend on besides its config."""
+  v = versions()
+  return {k: v.get(k, "?") for k in ("ssl_jax commit", "jax", "flax", "optax")}
 
 
 def device_info() -> dict[str, Any]:
@@ -201,8 +207,26 @@ def _finetune_key(fraction: float) -> str:
 ROW_CACHE = "table_row.json"
 
 
+def _replace_atomically(path: str, write) -> None:
+  """`write(tmp_path)`, then rename over `path`: a kill never leaves half a file."""
+  tmp = f"{path}.tmp{os.path.splitext(path)[1]}"
+  write(tmp)
+  os.replace(tmp, path)
+
+
+def _write_text(path: str, text: str) -> None:
+  def write(tmp):
+    with open(tmp, "w") as f:
+      f.write(text)
+  _replace_atomically(path, write)
+
+
 def cached_row(workdir: str, fingerprint: str, finetune_epochs: int) -> dict | None:
-  """A row this command finished before in `workdir` (same config), or None.
+  """A row this command finished before in `workdir`, or None.
+
+  Only with the same config, fine-tuning epochs, library commit (`git
+  describe --dirty`; "unknown" outside a git checkout) and jax/flax/optax
+  versions: after a code change the row is evaluated again.
 
   Lets a run cut short (a time limit, a preempted machine) continue with
   the rows it had not reached, keeping the finished ones as they were.
@@ -213,7 +237,8 @@ def cached_row(workdir: str, fingerprint: str, finetune_epochs: int) -> dict | N
   except (OSError, ValueError):
     return None
   if (cache.get("fingerprint") != fingerprint
-      or cache.get("finetune_epochs") != finetune_epochs):
+      or cache.get("finetune_epochs") != finetune_epochs
+      or cache.get("code") != code_version()):
     return None
   return cache
 
@@ -254,9 +279,10 @@ def run_row(row: Row, config, *, workdir: str, num_train: int, with_baselines: b
       row.metrics[_finetune_key(fraction) + "_labels"] = m["labels"]
   row.eval_s = time.perf_counter() - t0
   row.status = "done"
-  with open(os.path.join(workdir, ROW_CACHE), "w") as f:
-    json.dump({"fingerprint": row.fingerprint, "finetune_epochs": finetune_epochs,
-               "row": dataclasses.asdict(row), "baselines": baselines}, f, default=float)
+  _write_text(os.path.join(workdir, ROW_CACHE), json.dumps(
+      {"fingerprint": row.fingerprint, "finetune_epochs": finetune_epochs,
+       "code": code_version(), "row": dataclasses.asdict(row), "baselines": baselines},
+      default=float))
   return baselines
 
 
@@ -385,8 +411,7 @@ def write_markdown(path: str, rows: list[Row], baselines: dict, meta: dict) -> N
   for rec in meta["recipes_not_run"]:
     lines.append(f"| `{rec['config']}` | {rec['recipe']} | {rec['target']} "
                  f"| {rec['status']} |")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  _write_text(path, "\n".join(lines) + "\n")
 
 
 def write_curves(path: str, rows: list[Row]) -> str | None:
@@ -419,7 +444,7 @@ def write_curves(path: str, rows: list[Row]) -> str | None:
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
   plt.close(fig)
   return path
 
@@ -470,9 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   rows = [Row(method=m, config_path=os.path.relpath(config_path(m)), status=NOT_REACHED)
           for m in methods]
   baselines: dict = {}
-  for row in rows:
+  for i, row in enumerate(rows):
     method = row.method
-    if rows.index(row):
+    if i:
       write_outputs(args, argv, rows, baselines, start)
     config = experiment.load_config(config_path(method))
     if config.method not in methods_lib.REGISTRY:
@@ -531,8 +556,8 @@ def write_outputs(args, argv, rows: list[Row], baselines: dict, start: float) ->
   out_dir = os.path.dirname(os.path.abspath(args.output))
   os.makedirs(out_dir, exist_ok=True)
   payload = {**meta, "rows": [dataclasses.asdict(r) for r in rows], "baselines": baselines}
-  with open(args.output + ".json", "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True, default=float)
+  _write_text(args.output + ".json",
+              json.dumps(payload, indent=2, sort_keys=True, default=float))
   write_markdown(args.output + ".md", rows, baselines, meta)
   write_curves(args.output + "_curves.png", rows)
 

@@ -156,3 +156,15 @@ def test_a_run_killed_part_way_leaves_the_rows_it_finished(tmp_path, monkeypatch
   assert [r["status"] for r in again["rows"]] == ["done", "done"]
   assert again["rows"][0] == payload["rows"][0]
   assert again["baselines"] == payload["baselines"]
+
+  # After a code change (another commit or jax version) the rows are
+  # evaluated again, and so are they with other fine-tuning epochs.
+  ran.clear()
+  monkeypatch.setitem(table["main"].__globals__, "code_version", lambda: {"commit": "other"})
+  table["main"](["--quick", "--methods", "simclr", "byol", "--workdir-root",
+                 str(tmp_path / "runs"), "--output", out])
+  assert ran == ["simclr", "byol"]
+  ran.clear()
+  table["main"](["--quick", "--methods", "simclr", "--finetune-epochs", "2", "--workdir-root",
+                 str(tmp_path / "runs"), "--output", out])
+  assert ran == ["simclr"]
