@@ -376,7 +376,8 @@ def encoder_warm_start(source_workdir: str, method, *, classifier: bool = False)
 
   Loads the latest checkpoint of `source_workdir` and returns
   `fn(params, batch_stats) -> (params, batch_stats)` that puts its encoder
-  weights and BatchNorm statistics in place of `method`'s freshly
+  weights (those it is evaluated with: its EMA of the weights where it
+  keeps one) and BatchNorm statistics in place of `method`'s freshly
   initialised encoder (heads, predictors and classifiers start fresh). The
   two encoders must be the same architecture; a mismatch is a ValueError
   naming both.
@@ -391,6 +392,11 @@ def encoder_warm_start(source_workdir: str, method, *, classifier: bool = False)
   import jax
 
   source = load_trained(source_workdir)
+  # The weights the source run is evaluated with: its EMA of the weights
+  # where it keeps one (eval_ema), as `ssl-jax evaluate` reports.
+  source_params = source.params
+  if hasattr(source.method, "eval_params"):
+    source_params = source.method.eval_params(source.params, source.extra)
   src_path, dst_path = source.method.encoder_path(), method.encoder_path()
   parts = [("encoder", src_path, dst_path)]
   if classifier:
@@ -417,7 +423,7 @@ def encoder_warm_start(source_workdir: str, method, *, classifier: bool = False)
 
   def warm_start(params, batch_stats):
     for part, src, dst in parts:
-      src_params, dst_params = _subtree(source.params, src), _subtree(params, dst)
+      src_params, dst_params = _subtree(source_params, src), _subtree(params, dst)
       if (src_params is None or dst_params is None
           or jax.tree.structure(src_params) != jax.tree.structure(dst_params)
           or describe(src_params) != describe(dst_params)):
@@ -449,18 +455,18 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
   steps = total_steps(config, len(dataset))
   steps_per_epoch = max(len(dataset) // config.batch_size, 1)
   tx, schedule = build_optimizer(config, steps=steps, steps_per_epoch=steps_per_epoch)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
-  warm_start = None
   init_workdir = config.get("init", {}).get("workdir", "")
   if config.get("init", {}).get("classifier", False) and not init_workdir:
     raise ValueError("init.classifier=True loads the classifier of a finished run: set "
                      "init.workdir to that run's workdir too.")
+  if init_workdir and os.path.abspath(init_workdir) == os.path.abspath(workdir):
+    raise ValueError("init.workdir must be another run's workdir, not this one's "
+                     f"({workdir!r}); re-running the same command resumes by itself.")
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+  warm_start = None
   if init_workdir:
-    if os.path.abspath(init_workdir) == os.path.abspath(workdir):
-      raise ValueError("init.workdir must be another run's workdir, not this one's "
-                       f"({workdir!r}); re-running the same command resumes by itself.")
     # Loaded when the loop calls it: only for a new run, not on a resume.
     warm_start = lambda params, stats: encoder_warm_start(
         init_workdir, method, classifier=bool(config.init.get("classifier", False)))(

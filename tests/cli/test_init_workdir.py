@@ -124,3 +124,30 @@ def test_classifier_warm_start_errors_name_the_fix(simclr_workdir, fixmatch_work
                                                               classifier=True))
   with pytest.raises(ValueError, match="set init.workdir"):
     experiment.pretrain(_fixmatch_config("init.classifier=true"), str(fixmatch_workdir) + "x")
+
+
+def test_a_source_with_an_ema_gives_the_weights_it_is_evaluated_with(tmp_path):
+  source_dir = str(tmp_path / "ema")
+  assert cli.main(["pretrain", "--config", FIXMATCH, "--workdir", source_dir, "--no-progress",
+                   *FIX, "--config.method_kwargs.eval_ema=0.5"]) == 0
+  source = experiment.load_trained(source_dir)
+  evaluated = source.extra["eval_ema"]
+  assert not np.allclose(jax.tree.leaves(evaluated["classifier"])[0],
+                         jax.tree.leaves(source.params["classifier"])[0])
+  method, dataset = experiment.build_training_run(
+      _fixmatch_config("method=noisy_student", "method_kwargs.teacher_fraction=0.0"))
+  state, _ = init_train_state(
+      method, image_shape=dataset.image_shape, tx=optax.sgd(0.1), seed=0,
+      warm_start=experiment.encoder_warm_start(source_dir, method, classifier=True))
+  for part in ("encoder", "classifier"):
+    jax.tree.map(np.testing.assert_array_equal, state.params[part], evaluated[part])
+
+
+def test_a_bad_init_leaves_an_existing_workdir_untouched(fixmatch_workdir):
+  with open(os.path.join(fixmatch_workdir, "config.json")) as f:
+    before = f.read()
+  with pytest.raises(ValueError, match="set init.workdir"):
+    experiment.pretrain(_fixmatch_config("init.classifier=true", "total_steps=9"),
+                        fixmatch_workdir)
+  with open(os.path.join(fixmatch_workdir, "config.json")) as f:
+    assert f.read() == before
