@@ -100,7 +100,7 @@ def create_encoder(name: str, *, in_channels: int, dtype: Dtype = jnp.float32,
     raise ValueError(f"create_encoder: unknown encoder name {name!r}; valid "
                      f"names: {', '.join(ENCODERS)}.")
   options = encoder_options(name)
-  unknown = sorted(set(kwargs) - set(options))
+  unknown = sorted(set(kwargs) - set(options)) if options is not None else []
   if unknown:
     # A config's encoder_kwargs reach here: name the key and the valid ones
     # instead of the constructor's TypeError.
@@ -110,8 +110,13 @@ def create_encoder(name: str, *, in_channels: int, dtype: Dtype = jnp.float32,
                         param_dtype=param_dtype, rngs=rngs, **kwargs)
 
 
-def encoder_options(name: str) -> list[str]:
-  """The keyword options of encoder `name` (what `encoder_kwargs` may set)."""
+def encoder_options(name: str) -> list[str] | None:
+  """The keyword options of encoder `name` (what `encoder_kwargs` may set).
+
+  None when they cannot be read: an encoder registered by a user that
+  forwards `**kwargs` to a class its signature does not name (its
+  constructor then checks its own arguments).
+  """
   def signature(fn):
     # A class: its __init__ (NNX's metaclass hides the constructor's own).
     return inspect.signature(fn.__init__ if isinstance(fn, type) else fn).parameters
@@ -120,9 +125,13 @@ def encoder_options(name: str) -> list[str]:
   params = dict(signature(fn))
   if any(p.kind is p.VAR_KEYWORD for p in params.values()):
     # A preset (resnet18, vit_small, ...) passes its kwargs to the class it builds.
-    built = typing.get_type_hints(fn).get("return")
-    if built is not None:
-      params.update(signature(built))
+    try:
+      built = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve
+      built = None
+    if not isinstance(built, type):
+      return None
+    params.update(signature(built))
   fixed = {"in_channels", "dtype", "param_dtype", "rngs", "self", *_PRESET_FIXED.get(name, ())}
   return [k for k, p in params.items()
           if k not in fixed and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]

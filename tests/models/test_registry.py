@@ -139,3 +139,12 @@ def test_encoder_with_head_errors():
     models.EncoderWithHead(enc, head)
   with pytest.raises(TypeError, match="num_features"):
     models.EncoderWithHead(head, head)
+
+
+def test_a_user_encoder_that_forwards_kwargs_is_not_second_guessed(monkeypatch):
+  # Its options cannot be read from its signature: its constructor checks them.
+  from ssl_jax.models import registry
+  monkeypatch.setitem(registry.ENCODERS, "custom", lambda **kw: models.SmallConvNet(**kw))
+  assert registry.encoder_options("custom") is None
+  enc = models.create_encoder("custom", in_channels=3, widths=(4, 8), rngs=nnx.Rngs(0))
+  assert enc.num_features == 8
