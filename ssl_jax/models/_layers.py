@@ -65,12 +65,12 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
 def call_block(block: nnx.Module, x: jax.Array, *, remat: bool, **kwargs: Any) -> jax.Array:
   """`block(x, **kwargs)`, recomputed in the backward pass when `remat`.
 
-  With `remat` the block's activations are not kept for the backward pass
-  (only its input is): `nnx.remat` (jax.checkpoint) runs the block's forward
-  again when its gradient is needed. Same values and gradients, about one
-  extra forward of compute, and the activation memory of one block instead
-  of all of them, the usual trade for batches that do not fit otherwise.
-  BatchNorm statistics are updated once, as without it.
+  With `remat` the block's inner activations are not kept for the backward
+  pass (only its input is): `nnx.remat` (jax.checkpoint) runs the block's
+  forward again when its gradient is needed. Same values and gradients,
+  about one extra forward of compute, the usual trade for batches that do
+  not fit otherwise; the device memory it saves depends on the compiler's
+  schedule. BatchNorm statistics are updated once, as without it.
   """
   if not remat:
     return block(x, **kwargs)

@@ -144,8 +144,9 @@ class ResNet(nnx.Module):
       each block begins as the identity (Goyal et al. 2017, arXiv:1706.02677).
     remat: recompute each residual block's activations in the backward pass
       instead of storing them (`jax.checkpoint`): same values and gradients,
-      about a third more compute, much less activation memory (larger
-      batches on one device).
+      about a third more compute; only each block's input is kept for the
+      backward pass (how much device memory that saves is the compiler's
+      schedule: see the troubleshooting page).
     num_classes: if set, adds `fc` (Linear with bias, PyTorch default init)
       and `__call__` returns logits [B, num_classes]; `features` always
       returns the representation.

@@ -240,8 +240,9 @@ class ViT(nnx.Module):
     attention_implementation: passed to `jax.nn.dot_product_attention`
       (None/"xla" or "cudnn").
     remat: recompute each block's activations in the backward pass instead
-      of storing them (`jax.checkpoint`): same values and gradients, less
-      activation memory, about a third more compute.
+      of storing them (`jax.checkpoint`): same values and gradients, about a
+      third more compute; only each block's input is kept for the backward
+      pass.
     dtype, param_dtype: compute and parameter dtypes.
     rngs: parameter initialisation keys.
 

@@ -252,10 +252,10 @@ def train(method: Method, dataset: Any, *, workdir: str, global_batch_size: int,
           do_log = True
         if do_log:
           metrics = jax.device_get(metrics)
-          # NaN marks a step the monitor skipped (e.g. the first after a
-          # resume): leave the key out rather than log a NaN.
-          if "effective_rank" in metrics and not np.isfinite(metrics["effective_rank"]):
-            del metrics["effective_rank"]
+          # A step the monitor skipped (e.g. the first after a resume)
+          # leaves the key out rather than log its NaN placeholder.
+          if not metrics.pop("effective_rank_computed", 1.0):
+            metrics.pop("effective_rank", None)
           bad = int(metrics.pop("nonfinite_step"))
           if bad >= 0:
             raise NonFiniteLossError(

@@ -85,12 +85,15 @@ def make_train_step(method: Method, *, graphdef: nnx.GraphDef,
     if out.embeddings is not None:
       metrics["embedding_std"] = metrics_lib.embedding_std(out.embeddings)
       if monitor_every:
+        # Steps the loop logs: the first, every monitor_every-th, the last.
+        due = (((state.step + 1) % monitor_every == 0) | (state.step == 0)
+               | (state.step + 1 == total_steps))
         metrics["effective_rank"] = jax.lax.cond(
-            # Steps the loop logs: the first, every monitor_every-th, the last.
-            ((state.step + 1) % monitor_every == 0) | (state.step == 0)
-            | (state.step + 1 == total_steps),
-            lambda z: metrics_lib.effective_rank(z),
+            due, lambda z: metrics_lib.effective_rank(z),
             lambda z: jnp.full((), jnp.nan, jnp.float32), out.embeddings)
+        # Tells a skipped step's placeholder from a real NaN (the loop drops
+        # the former and logs the latter).
+        metrics["effective_rank_computed"] = due
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     metrics["nonfinite_step"] = new_state.nonfinite_step
     return new_state, metrics
