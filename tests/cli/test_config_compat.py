@@ -71,11 +71,23 @@ def test_config_changes_forgives_a_new_key_only_at_its_default():
   assert ckpt_lib.config_changes({"w": [4, 8]}, {"w": (4, 8)}) == []
 
 
-def test_a_workdir_from_before_new_keys_resumes_without_force(finished):
-  _as_if_written_before(finished, ["data.num_labels", "data.mu", "init.workdir"])
-  with open(_meta_files(finished)[0]) as f:
+def test_a_workdir_from_before_new_keys_resumes_without_force(tmp_path, capsys):
+  from ssl_jax import experiment
+  workdir = str(tmp_path / "old")
+  config = experiment.apply_overrides(experiment.load_config(QUICKSTART),
+                                      [a[len("--config."):] for a in ARGS])
+  # Preempted after one of its two steps, by a version without these keys.
+  assert experiment.pretrain(config, workdir, progress=False, stop_after=1).status == \
+      "preempted"
+  _as_if_written_before(workdir, ["data.num_labels", "data.mu", "init.workdir"])
+  with open(_meta_files(workdir)[0]) as f:
     assert "num_labels" not in json.load(f)["config"]["data"]
-  assert _pretrain(finished) == 0
+  # A key it lacked, set to another value than the default now, is a change.
+  assert _pretrain(workdir, "--config.data.mu=3.0") == 2
+  assert "data.mu: (absent) -> 3.0" in capsys.readouterr().err
+  # At their defaults, the run resumes and finishes its second step.
+  assert _pretrain(workdir) == 0
+  assert "completed at step 2" in capsys.readouterr().out
 
 
 def test_another_config_is_refused_naming_the_key(finished, capsys):
