@@ -10,6 +10,9 @@
 #               ResNet-50 224 SimCLR/BYOL, the step without augmentation
 #   table       the Fashion-MNIST table (experiments/fashion_mnist_table.py)
 #   semi        FixMatch vs. supervised-only at a paper-like length
+#   remat       the SimCLR ResNet-18 step at batch 1024 and 4096 with and without
+#               recomputed block activations (encoder_kwargs remat=True): time
+#               and XLA's step memory, which the CPU cannot show
 #
 # Everything a part's steps write (JSON, markdown, PNG) is packed into
 # OUTDIR/PART.tgz, with the part's log beside it as OUTDIR/PART.log
@@ -32,8 +35,8 @@ PART="${1:-}"
 OUTDIR="${2:-${OUT:-gpu_out}}"
 QUICK="${QUICK:-0}"
 case "$PART" in
-  losses|throughput|table|semi) ;;
-  *) echo "usage: bash experiments/gpu_session.sh {losses|throughput|table|semi} [OUTDIR]" >&2
+  losses|throughput|table|semi|remat) ;;
+  *) echo "usage: bash experiments/gpu_session.sh {losses|throughput|table|semi|remat} [OUTDIR]" >&2
      exit 2 ;;
 esac
 mkdir -p "$OUTDIR"
@@ -139,6 +142,18 @@ case "$PART" in
       --out "$RESULTS"
     step 100 simclr_no_augment "${SSL_JAX[@]}" bench simclr_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
       --no-augment --batch-sizes "$B" --no-pipeline --no-torch --out "$RESULTS/no_augment"
+    ;;
+  remat)
+    # Without and with remat at the target batch and at 4x it (where memory
+    # matters); the step alone, resident batch, no PyTorch peer.
+    # (Quick: the width-1/8 ResNet-18; the small conv net has no blocks to recompute.)
+    Q=()
+    if [ "$QUICK" = 1 ]; then Q=(--quick); fi
+    for r in --no-remat --remat; do
+      step 230 "simclr$r" "${SSL_JAX[@]}" bench simclr_throughput ${Q[@]+"${Q[@]}"} \
+        "$r" --batch-sizes "$([ "$QUICK" = 1 ] && echo 8 || echo 1024,4096)" --no-pipeline \
+        --no-torch --out "$RESULTS"
+    done
     ;;
   table|semi)
     if ! DATA="$(data_dir)"; then

@@ -69,7 +69,7 @@ REFERENCE_NO_AUGMENT = {"flax_handwritten": 43_800, "pytorch_compiled": 27_500}
 
 def make_method(*, dtype: str, augment: bool, encoder: str = "resnet18", width: float = 1.0,
                 projector_hidden: int = 2048, projector_dim: int = 128,
-                temperature: float = 0.2) -> SimCLR:
+                temperature: float = 0.2, remat: bool = False) -> SimCLR:
   """The benchmarked SimCLR configuration.
 
   >>> m = make_method(dtype="bfloat16", augment=True)
@@ -81,6 +81,8 @@ def make_method(*, dtype: str, augment: bool, encoder: str = "resnet18", width: 
     encoder_kwargs["stem"] = "cifar"
     if width != 1.0:
       encoder_kwargs["width_multiplier"] = width
+  if remat:
+    encoder_kwargs["remat"] = True
   view_dtype = jnp.dtype(dtype)
   views = (Views(preset="simclr", kwargs={"blur_p": 0.0, "dtype": view_dtype}) if augment
            else Views(preset=_common.plain_views, kwargs={"dtype": view_dtype}))
@@ -108,8 +110,10 @@ def bench_batch(method: SimCLR, *, batch_size: int, image_size: int, dataset: An
   n = jax.device_count()
   analytic = (None if analytic_gflop_per_image is None
               else analytic_gflop_per_image * 1e9 * batch_size)
+  memory = _common.compiled_memory_bytes(bench.compiled) or {}
   record: dict[str, Any] = {
       "batch": batch_size, "image_size": image_size, "num_params": bench.num_params,
+      "xla_step_temp_bytes": memory.get("temp"), "xla_step_total_bytes": memory.get("total"),
       "compile_s": bench.compile_s, "ms_per_step": ms, "ms_all": resident["ms_all"],
       "images_per_s": batch_size / (ms / 1e3),
       "xla_flops_per_step": bench.xla_flops, "analytic_flops_per_step": analytic,
@@ -175,8 +179,9 @@ def markdown(report: dict[str, Any], *, title: str) -> str:
       f"{report['date']}. Command: `{report['command']}`.", "",
       report["setup"], "",
       "| method | batch | ms / step | source images / s | MFU (XLA) | MFU (analytic) | "
-      "XLA GFLOP / step | pipeline ms / step | stall | PyTorch images / s | JAX / PyTorch |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "XLA GFLOP / step | XLA step memory MiB | pipeline ms / step | stall | "
+      "PyTorch images / s | JAX / PyTorch |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ]
   peer = {p["batch"]: p for t in (report.get("torch") or {}).get("tasks", [])
           for p in t.get("results", [])}
@@ -190,6 +195,7 @@ def markdown(report: dict[str, Any], *, title: str) -> str:
         f"| {r.get('method', 'simclr')} | {r['batch']} | {r['ms_per_step']:.2f} | "
         f"{r['images_per_s']:,.0f} | {pct(r['mfu_xla'])} | {pct(r['mfu_analytic'])} | "
         f"{_common.fmt(r['xla_flops_per_step'] and r['xla_flops_per_step'] / 1e9, ',.1f')} | "
+        f"{_common.fmt(_common.mib(r.get('xla_step_total_bytes')), ',.0f')} | "
         f"{_common.fmt(r['pipeline_ms_per_step'], '.2f')} | "
         f"{_common.fmt(r['stall_pct'], '+.1f')}{'%' if r['stall_pct'] is not None else ''} | "
         f"{_common.fmt(torch_ips, ',.0f', none='')} | {_common.fmt(ratio, '.2f', none='')} |")
@@ -239,6 +245,9 @@ def benchmark(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       help="SimCLR augmentation inside the step (--no-augment: step alone)")
   parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
                       help="also time the step fed by the host data pipeline")
+  parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=False,
+                      help="recompute the encoder's block activations in the backward pass "
+                           "(encoder_kwargs remat=True); the report name gets _remat")
   parser.add_argument("--dataset-size", type=int, default=None,
                       help="images in the synthetic in-memory data set (default 50000)")
   parser.add_argument("--projector-hidden", type=int, default=None, help="default 2048")
@@ -267,7 +276,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
   repeats = args.repeats or (1 if quick else 5)
   iters = args.iters or (1 if quick else 20)
   dataset_size = args.dataset_size or (max(batch_sizes) * 2 if quick else 50_000)
-  name = "simclr_throughput" + ("" if args.augment else "_noaug")
+  name = ("simclr_throughput" + ("" if args.augment else "_noaug")
+          + ("_remat" if args.remat else ""))
 
   use_torch = _common.torch_available() if args.torch is None else args.torch
   if use_torch:
@@ -295,9 +305,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
   method = make_method(dtype=args.dtype, augment=args.augment, encoder=args.encoder,
                        width=width,
                        projector_hidden=hidden, projector_dim=proj_dim,
-                       temperature=args.temperature)
+                       temperature=args.temperature, remat=args.remat)
   report.update({
       "augment": args.augment, "dtype": args.dtype, "encoder": args.encoder,
+      "remat": args.remat,
       "stem": "cifar", "width_multiplier": width, "image_size": image_size,
       "projector_hidden": hidden, "projector_dim": proj_dim, "optimizer": "lars",
       "temperature": args.temperature, "peak_tflops": peak,
@@ -309,6 +320,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 f"hidden {hidden} -> {proj_dim} (Linear-BN-ReLU-Linear), LARS, "
                 + ("`augment.simclr` (blur off) inside the step" if args.augment else
                    "no augmentation (views: image and mirror image)")
+                + (", block activations recomputed in the backward pass (remat)"
+                   if args.remat else "")
                 + f", {jax.device_count()} device(s). MFU peak: "
                 + (f"{peak:g} TFLOP/s per device." if peak else "n/a on CPU.")
                 + " Pipeline: BatchIterator over a synthetic uint8 in-memory data set of "
