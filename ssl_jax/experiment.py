@@ -57,8 +57,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 50
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
+  # online_probe: train a linear classifier on the stop-gradient features
+  # beside the method and log its batch accuracy (needs labelled data).
   c.monitor = ml_collections.ConfigDict(
-      {"knn_every_epochs": 0, "knn_train_size": 5000, "knn_test_size": 2000})
+      {"knn_every_epochs": 0, "knn_train_size": 5000, "knn_test_size": 2000,
+       "online_probe": False})
   c.evaluate = ml_collections.ConfigDict(
       {"after_training": "", "knn_k": 200, "knn_temperature": 0.1,
        "linear_epochs": 100, "linear_batch_size": 256, "plot": False})
@@ -266,6 +269,12 @@ def build_training_run(config: ml_collections.ConfigDict):
   # Per-example state (temporal ensembling) spans the training index space.
   if getattr(method, "num_examples", None) == 0 and "num_examples" not in config.method_kwargs:
     method = dataclasses.replace(method, num_examples=len(dataset))
+  if config.monitor.get("online_probe", False):
+    if not base.num_classes:
+      raise ValueError(f"monitor.online_probe needs labelled data; data set "
+                       f"{config.data.name!r} has no class count. Unset it.")
+    from ssl_jax.methods import OnlineProbe
+    method = OnlineProbe(method=method, num_classes=int(base.num_classes))
   return method, dataset
 
 
@@ -299,20 +308,8 @@ def build_optimizer(config: ml_collections.ConfigDict, *, steps: int, steps_per_
 
 def eval_preprocess(method, image_shape):
   """The evaluation transform matching a method's training views."""
-  import functools
-
-  from ssl_jax import augment
-
-  views = getattr(method, "views", None)
-  kwargs = {}
-  if views is not None:
-    size = views.view_shape(image_shape)[0]
-    if size != image_shape[0]:
-      kwargs["size"] = size
-    for k in ("mean", "std"):
-      if k in views.kwargs:
-        kwargs[k] = views.kwargs[k]
-  return functools.partial(augment.center, **kwargs)
+  from ssl_jax.methods.common import eval_transform
+  return eval_transform(method, image_shape)
 
 
 def _encoder_of(model, method):

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-CURVES = ("loss", "knn_top1", "embedding_std", "effective_rank", "learning_rate",
-          "momentum")
+CURVES = ("loss", "knn_top1", "online_probe_top1", "embedding_std", "effective_rank",
+          "learning_rate", "momentum")
 
 
 def _pyplot():

@@ -14,6 +14,7 @@ from ssl_jax.methods.dino import DINO
 from ssl_jax.methods.mae import MAE
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
 from ssl_jax.methods.multitask import MultiTask, PretextTask
+from ssl_jax.methods.online_probe import OnlineProbe
 from ssl_jax.methods.reconstruction import (Autoencoder, ContextEncoder,
                                             DenoisingAutoencoder)
 from ssl_jax.methods.redundancy import BarlowTwins, VICReg
@@ -59,6 +60,6 @@ def create(name: str, **kwargs) -> Method:
 
 __all__ = ["Autoencoder", "BASELINES", "BYOL", "Backbone", "BarlowTwins", "ContextEncoder", "DINO",
            "DenoisingAutoencoder", "JOINT_EMBEDDING", "LossOutput", "MAE", "Method",
-           "MoCoV2", "MoCoV3", "MultiTask", "PRETEXT", "PretextTask", "REGISTRY",
+           "MoCoV2", "MoCoV3", "MultiTask", "OnlineProbe", "PRETEXT", "PretextTask", "REGISTRY",
            "RotNet", "SEMI_SUPERVISED", "SSLModel", "SimCLR", "SimSiam", "SparseCoding", "StepContext",
            "SupCon", "Supervised", "VICReg", "Views", "create", "register"]

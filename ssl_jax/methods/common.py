@@ -117,3 +117,21 @@ def build_ssl_model(backbone: Backbone, views: Views, image_shape: tuple[int, in
     in_features = projector["out_features"] if projector else encoder.num_features
     pred = models.ProjectionMLP(in_features, dtype=dtype, rngs=rngs, **predictor)
   return SSLModel(encoder, projector=proj, predictor=pred)
+
+
+def eval_transform(method: Any, image_shape: tuple[int, int, int]):
+  """uint8 images -> the centred float input a method's encoder is evaluated on.
+
+  The views' output size and normalisation (mean/std) where the method has
+  views, else `augment.center`'s defaults.
+  """
+  views = getattr(method, "views", None)
+  kwargs = {}
+  if views is not None and hasattr(views, "view_shape"):
+    size = views.view_shape(image_shape)[0]
+    if size != image_shape[0]:
+      kwargs["size"] = size
+    for k in ("mean", "std"):
+      if k in views.kwargs:
+        kwargs[k] = views.kwargs[k]
+  return lambda images: augment_lib.center(images, **kwargs)
