@@ -101,13 +101,12 @@ say "part $PART, quick=$QUICK, out $OUTDIR"
     || echo "no nvidia-smi"
   python -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
 } >> "$LOG" 2>&1
-# Installed, the package records its version; asked from outside the
-# checkout, since from its root `import ssl_jax` works without an install.
-if ! (cd / && python -c "import ssl_jax") 2> /dev/null; then
-  # Keep the machine's own jax: install the project alone.
-  step 60 install python -m pip install -q --no-deps -e .
-fi
-# The command as a module: pip's script folder need not be on PATH.
+# The project runs from the checkout, no install: an offline machine could
+# not fetch the build backend an install needs, and the machine's own jax
+# stays. Child processes (the PyTorch peers, isolated benchmark runs) import
+# it through PYTHONPATH; the command runs as a module, so pip's script folder
+# need not be on PATH either.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 SSL_JAX=(python -m ssl_jax.cli)
 
 EXTRA=()
@@ -125,10 +124,10 @@ case "$PART" in
       # before the first is timed, so the first step is kept small. In one
       # process, a configuration's GPU peak is measured when it rises above
       # the earlier ones (they run in increasing estimated memory).
-      step 220 losses_targets env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 \
+      step 250 losses_targets env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 \
         "${SSL_JAX[@]}" bench losses --sizes 8192,262144 --fused --fused-splits 1,2 --no-torch \
         --out "$RESULTS/targets"
-      step 240 losses_sweep env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 \
+      step 270 losses_sweep env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 \
         "${SSL_JAX[@]}" bench losses --no-fused --out "$RESULTS"
     fi
     ;;
@@ -136,11 +135,11 @@ case "$PART" in
     # Batch 1024 (the target) with augmentation, the PyTorch peer and the
     # pipeline stall; ResNet-50; the step without augmentation.
     # (${EXTRA[@]+...}: an empty array under `set -u` on bash < 4.4.)
-    step 220 simclr "${SSL_JAX[@]}" bench simclr_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
+    step 240 simclr "${SSL_JAX[@]}" bench simclr_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
       --batch-sizes "$B" --out "$RESULTS"
-    step 140 resnet50 "${SSL_JAX[@]}" bench resnet50_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
+    step 160 resnet50 "${SSL_JAX[@]}" bench resnet50_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
       --out "$RESULTS"
-    step 100 simclr_no_augment "${SSL_JAX[@]}" bench simclr_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
+    step 120 simclr_no_augment "${SSL_JAX[@]}" bench simclr_throughput ${EXTRA[@]+"${EXTRA[@]}"} \
       --no-augment --batch-sizes "$B" --no-pipeline --no-torch --out "$RESULTS/no_augment"
     ;;
   remat)
@@ -150,7 +149,7 @@ case "$PART" in
     Q=()
     if [ "$QUICK" = 1 ]; then Q=(--quick); fi
     for r in --no-remat --remat; do
-      step 230 "simclr$r" "${SSL_JAX[@]}" bench simclr_throughput ${Q[@]+"${Q[@]}"} \
+      step 260 "simclr$r" "${SSL_JAX[@]}" bench simclr_throughput ${Q[@]+"${Q[@]}"} \
         "$r" --batch-sizes "$([ "$QUICK" = 1 ] && echo 8 || echo 1024,4096)" --no-pipeline \
         --no-torch --out "$RESULTS"
     done
@@ -166,15 +165,15 @@ case "$PART" in
       # The workdirs stay in the checkout (runs/ is ignored): the same part
       # called again on the still-warm machine keeps the finished rows and
       # runs the rest; the table it packs then holds them all.
-      step 470 table python experiments/fashion_mnist_table.py --data-dir "$DATA" \
-        --time-budget-s 380 --workdir-root runs/fashion_mnist_table \
+      step 520 table python experiments/fashion_mnist_table.py --data-dir "$DATA" \
+        --time-budget-s 420 --workdir-root runs/fashion_mnist_table \
         --output "$RESULTS/fashion_mnist_table"
     elif [ "$QUICK" = 1 ]; then
       step 300 semi python experiments/semi_fashion_mnist.py --encoder small_convnet \
         --widths 4,8 --steps 2 --supervised-steps 2 --labelled-batch 8 --mu 1 --seeds 0 \
         --data-dir "$DATA" --out "$RESULTS/semi_fashion_mnist_gpu"
     else
-      step 470 semi python experiments/semi_fashion_mnist.py --encoder small_convnet \
+      step 520 semi python experiments/semi_fashion_mnist.py --encoder small_convnet \
         --widths 32,64,128 --steps 50000 --supervised-steps 12500,25000,50000 \
         --labelled-batch 64 --seeds 0 --data-dir "$DATA" \
         --out "$RESULTS/semi_fashion_mnist_gpu"
