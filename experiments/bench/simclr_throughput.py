@@ -356,7 +356,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
   report["targets"] = _targets(report)
   for t in report["targets"]:
     print(t["text"].replace("**", ""))
-  title = "SimCLR ResNet-18 CIFAR throughput" + ("" if args.augment else " (no augmentation)")
+  title = ("SimCLR ResNet-18 CIFAR throughput" + ("" if args.augment else " (no augmentation)")
+           + (" (remat)" if args.remat else ""))
   page = markdown(report, title=title)
   if report.get("oom"):
     page += "\nOut of memory: " + ", ".join(f"batch {o['batch']}" for o in report["oom"]) + "\n"

@@ -18,6 +18,14 @@ running estimate of linear separability at no extra evaluation pass, the
 online classifier of solo-learn and lightly. The final numbers of a run
 still come from the linear-probe protocol (`ssl-jax evaluate`).
 
+What the probe shares with the method: its optimiser (learning-rate
+schedule, weight decay, LARS trust ratio are the method's), the logged
+`grad_norm` (which includes the probe's gradient), and the non-finite guard
+(a non-finite probe loss stops the run like the method's would). It cannot
+be switched on or off when a run resumes (its weights are part of the
+checkpoint). `dataclasses.replace` on it takes `method` and `num_classes`;
+to change an option of the wrapped method, replace that and wrap again.
+
 Costs one extra inference forward pass of the encoder per image. Written
 here because it has to wrap this library's methods; the cross-entropy is
 optax's.
@@ -25,6 +33,7 @@ optax's.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 import jax
@@ -59,10 +68,16 @@ class OnlineProbe(Method):
   num_classes: int
 
   def __post_init__(self):
-    if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+    if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, numbers.Integral) \
         or self.num_classes < 2:
       raise ValueError(f"OnlineProbe: num_classes must be an int >= 2, got "
                        f"{self.num_classes!r}; set it to the data set's class count.")
+    if isinstance(self.method, OnlineProbe):
+      raise ValueError("OnlineProbe: the method already has an online probe.")
+    inner = getattr(self.method, "num_classes", None)
+    if inner is not None and inner != self.num_classes:
+      raise ValueError(f"OnlineProbe: num_classes={self.num_classes} but the method "
+                       f"{self.method.name!r} has num_classes={inner}; use one class count.")
     if len(self.method.encoder_path()) != 1:
       raise ValueError(f"OnlineProbe: method {self.method.name!r} keeps its encoder at "
                        f"{self.method.encoder_path()}, not at the top of its model; "

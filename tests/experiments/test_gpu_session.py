@@ -26,6 +26,7 @@ def test_an_unknown_part_is_a_usage_error(tmp_path):
 @pytest.mark.parametrize("part,expected", [
     ("losses", "losses_cpu.json"),
     ("semi", "semi_fashion_mnist_gpu.json"),
+    ("remat", "simclr_throughput_remat_cpu.json"),
 ])
 def test_a_part_packs_its_results_and_log(tmp_path, part, expected):
   if part == "semi" and not os.path.isdir("/usr/share/datasets/fashion-mnist"):
@@ -34,7 +35,8 @@ def test_a_part_packs_its_results_and_log(tmp_path, part, expected):
   assert proc.returncode == 0, proc.stderr
   assert sorted(os.listdir(tmp_path)) == [f"{part}.log", f"{part}.tgz"]
   log = (tmp_path / f"{part}.log").read_text()
-  assert f"== {part}: done" in log, log[-3000:]
+  assert "FAILED" not in log and "CUT SHORT" not in log, log[-3000:]
+  assert ": done" in log, log[-3000:]
   with tarfile.open(tmp_path / f"{part}.tgz") as tar:
     names = [n.removeprefix("./") for n in tar.getnames()]
   assert expected in names, names

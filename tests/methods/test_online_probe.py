@@ -87,6 +87,33 @@ def test_config_switch_and_errors():
       ["monitor.online_probe=true"])
   method, _ = experiment.build_training_run(config)
   assert isinstance(method, methods.OnlineProbe) and method.num_classes == 10
-  assert method.name == config.method and method.views == method.method.views
+  assert method.name == config.method and not isinstance(method.method, methods.OnlineProbe)
   with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
     methods.OnlineProbe(method=METHODS["simclr"](), num_classes=1)
+  with pytest.raises(ValueError, match="already has an online probe"):
+    methods.OnlineProbe(method=method, num_classes=10)
+  fixmatch = methods.semi.FixMatch(backbone=BACKBONE, num_classes=10)
+  with pytest.raises(ValueError, match="use one class count"):
+    methods.OnlineProbe(method=fixmatch, num_classes=3)
+  assert methods.OnlineProbe(method=fixmatch, num_classes=np.int64(10)).num_classes == 10
+
+
+def test_unlabelled_rows_do_not_enter_the_probe_loss():
+  # The probe's loss on a half-labelled batch is its loss on the labelled
+  # half alone, whatever the unlabelled rows hold (per-example features:
+  # inference-mode BatchNorm).
+  probed = methods.OnlineProbe(method=METHODS["simclr"](), num_classes=10)
+  tx = optax.sgd(0.0)
+  state, graphdef = init_train_state(probed, image_shape=(8, 8, 1), tx=tx, seed=0)
+  step = jax.jit(make_train_step(probed, graphdef=graphdef, tx=tx, total_steps=2))
+  batch = _batch()
+  half = dict(batch, label=np.where(np.arange(32) % 2 == 0, -1, batch["label"]).astype(np.int32))
+  half["image"] = batch["image"].copy()
+  half["image"][::2] = 255 - half["image"][::2]  # anything at all in the unlabelled rows
+  labelled_only = {k: v[1::2] for k, v in batch.items()}
+  _, m_half = step(state, half)
+  _, m_only = step(state, labelled_only)
+  np.testing.assert_allclose(float(m_half["online_probe_loss"]),
+                             float(m_only["online_probe_loss"]), rtol=1e-5)
+  np.testing.assert_allclose(float(m_half["online_probe_top1"]),
+                             float(m_only["online_probe_top1"]))
