@@ -403,7 +403,7 @@ def encoder_warm_start(source_workdir: str, method, *, classifier: bool = False)
   def describe(tree):
     return jax.tree.map(lambda a: tuple(a.shape), tree)
 
-  def mismatch(part, src, dst) -> str | None:
+  def mismatch(part, src, dst) -> str:
     if part == "encoder":
       return (f"its encoder ({source.config.backbone.encoder} "
               f"{dict(source.config.backbone.encoder_kwargs)}) does not match this run's "
@@ -452,8 +452,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
   steps = total_steps(config, len(dataset))
   steps_per_epoch = max(len(dataset) // config.batch_size, 1)
   tx, schedule = build_optimizer(config, steps=steps, steps_per_epoch=steps_per_epoch)
-  init_workdir = config.get("init", {}).get("workdir", "")
-  if config.get("init", {}).get("classifier", False) and not init_workdir:
+  init = config.get("init", {})
+  init_workdir, init_classifier = init.get("workdir", ""), bool(init.get("classifier", False))
+  if init_classifier and not init_workdir:
     raise ValueError("init.classifier=True loads the classifier of a finished run: set "
                      "init.workdir to that run's workdir too.")
   if init_workdir and os.path.abspath(init_workdir) == os.path.abspath(workdir):
@@ -466,8 +467,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
   if init_workdir:
     # Loaded when the loop calls it: only for a new run, not on a resume.
     warm_start = lambda params, stats: encoder_warm_start(
-        init_workdir, method, classifier=bool(config.init.get("classifier", False)))(
-            params, stats)
+        init_workdir, method, classifier=init_classifier)(params, stats)
   eval_fn, eval_every = None, 0
   if config.monitor.knn_every_epochs:
     eval_fn = _knn_monitor(config, method, dataset.image_shape)

@@ -28,7 +28,7 @@ to change an option of the wrapped method, replace that and wrap again.
 
 Costs one extra inference forward pass of the encoder per image. Written
 here because it has to wrap this library's methods; the cross-entropy is
-optax's.
+optax's (through the semi-supervised methods' `masked_cross_entropy`).
 """
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from ssl_jax import models
 from ssl_jax.methods.base import LossOutput, Method
 from ssl_jax.methods.common import eval_transform, resolve_dtype
+from ssl_jax.methods.semi import base as semi_base
 
 PROBE = "online_probe"
 
@@ -118,12 +118,9 @@ class OnlineProbe(Method):
     x = eval_transform(self.method, tuple(batch["image"].shape[1:]))(batch["image"])
     h = jax.lax.stop_gradient(encoder(x, train=False))
     logits = getattr(model, PROBE)(h, train=True).astype(jnp.float32)
-    labelled = (labels >= 0).astype(jnp.float32)
-    ce = optax.losses.softmax_cross_entropy_with_integer_labels(
-        logits, jnp.maximum(labels, 0))
-    count = jnp.maximum(jnp.sum(labelled), 1.0)
-    probe_loss = jnp.sum(ce * labelled) / count
-    top1 = jnp.sum((jnp.argmax(logits, -1) == labels) * labelled) / count
+    # The semi-supervised methods' masked CE: rows with label < 0 left out.
+    probe_loss = semi_base.masked_cross_entropy(logits, labels)
+    top1 = semi_base.accuracy_on_labelled(logits, labels)
     metrics = {**out.metrics, "online_probe_loss": probe_loss, "online_probe_top1": top1}
     # The probe's term adds its gradient but not its value (x - x = 0 for a
     # finite x): the logged loss stays the method's, comparable with a run

@@ -22,12 +22,15 @@ FIX = ["--config.total_steps=2", "--config.batch_size=32", "--config.log_every=1
        "--config.evaluate.after_training=", WIDTHS]
 
 
+def _pretrained(workdir, config, *overrides):
+  assert cli.main(["pretrain", "--config", config, "--workdir", workdir, "--no-progress",
+                   *overrides]) == 0
+  return workdir
+
+
 @pytest.fixture(scope="module")
 def simclr_workdir(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp("simclr"))
-  assert cli.main(["pretrain", "--config", QUICKSTART, "--workdir", d, "--no-progress",
-                   *SIMCLR]) == 0
-  return d
+  return _pretrained(str(tmp_path_factory.mktemp("simclr")), QUICKSTART, *SIMCLR)
 
 
 def _fixmatch_config(*overrides):
@@ -88,10 +91,7 @@ def test_cli_starts_from_the_encoder_and_resumes_without_the_source(simclr_workd
 
 @pytest.fixture(scope="module")
 def fixmatch_workdir(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp("fixmatch"))
-  assert cli.main(["pretrain", "--config", FIXMATCH, "--workdir", d, "--no-progress",
-                   *FIX]) == 0
-  return d
+  return _pretrained(str(tmp_path_factory.mktemp("fixmatch")), FIXMATCH, *FIX)
 
 
 def test_classifier_too_makes_noisy_student_teach_with_the_finished_run(fixmatch_workdir):
@@ -127,9 +127,8 @@ def test_classifier_warm_start_errors_name_the_fix(simclr_workdir, fixmatch_work
 
 
 def test_a_source_with_an_ema_gives_the_weights_it_is_evaluated_with(tmp_path):
-  source_dir = str(tmp_path / "ema")
-  assert cli.main(["pretrain", "--config", FIXMATCH, "--workdir", source_dir, "--no-progress",
-                   *FIX, "--config.method_kwargs.eval_ema=0.5"]) == 0
+  source_dir = _pretrained(str(tmp_path / "ema"), FIXMATCH, *FIX,
+                          "--config.method_kwargs.eval_ema=0.5")
   source = experiment.load_trained(source_dir)
   evaluated = source.extra["eval_ema"]
   assert not np.allclose(jax.tree.leaves(evaluated["classifier"])[0],
